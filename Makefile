@@ -1,0 +1,57 @@
+# DFSS — run `make help` for the targets. `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch/torchvision pinned to the builds this project is tested with (override for other machines).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+DEMO_DATA := data/synth_small
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo synth test test-all lint format bench clean
+
+help: ## Show this help
+	@echo "DFSS — Distil FCOS for Security Scanning"
+	@echo
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv (if missing) and install DFSS with its dev tools
+
+$(DEMO_DATA)/annotations/test.json: | $(STAMP)
+	$(BIN)/dfss-synth --preset small --out $(DEMO_DATA) --workers 2
+
+synth: $(DEMO_DATA)/annotations/test.json ## Generate the small synthetic X-ray set (if missing)
+
+demo: synth ## The main job on the embedded synthetic data (set-up included)
+	$(BIN)/dfss-validate $(DEMO_DATA)/annotations/train.json --images $(DEMO_DATA)/images/train
+	$(BIN)/dfss-inspect data=synth_small
+
+test: install ## Run the default test suite (set-up included)
+	$(BIN)/python -m pytest -q
+
+test-all: install ## Run every test, slow ones included (GPU tests skip without a GPU)
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: install ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Format the code with ruff
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install ## Run the benchmarks under bench/ (each prints a table and JSON lines)
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean: ## Remove caches and run outputs (keeps .venv and data/)
+	rm -rf .pytest_cache .ruff_cache logs outputs wandb

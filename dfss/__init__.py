@@ -1,0 +1,3 @@
+"""DFSS: Distil FCOS for Security Scanning."""
+
+__version__ = "0.1.0"

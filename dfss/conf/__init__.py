@@ -1,0 +1,1 @@
+"""Hydra configuration tree of DFSS, installed as the package ``dfss.conf``."""

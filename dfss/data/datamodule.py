@@ -1,0 +1,208 @@
+"""The Lightning data module: validated COCO splits -> transformed, batched detection samples."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader, Dataset
+
+from dfss.data.batch import collate_detection
+from dfss.data.classes import ClassTable
+from dfss.data.coco import CocoDetection
+from dfss.data.errors import DataError
+from dfss.data.mosaic import MosaicMixup
+from dfss.data.transforms import build_eval_transforms, build_train_transforms
+from dfss.data.validate import ValidationResult, validate_coco
+
+SPLITS = ("train", "val", "test")
+
+
+class XrayDataModule(L.LightningDataModule):
+    """Train/val/test splits of a COCO X-ray data set with supercategory-tagged categories.
+
+    Each split is a COCO json plus an image folder, both relative to ``root`` (absolute paths are
+    kept as they are). At :meth:`setup` every split used by the stage is checked by
+    :func:`dfss.data.validate.validate_coco`: with ``on_error="fail"`` (default) anything that
+    would lose data raises a :class:`~dfss.data.validate.DataValidationError` listing every problem;
+    with ``"skip"`` those images/annotations are dropped and the report is logged and written to
+    ``report_dir/data_report_<split>.json``. All splits must share the same known classes.
+
+    ``batch_size`` is per device (per DDP process); Lightning gives each rank its own shard of the
+    training set through a ``DistributedSampler``. Transforms default to
+    :func:`build_train_transforms` / :func:`build_eval_transforms` at ``image_size``; mosaic and
+    mixup (teacher training) turn on with ``mosaic_prob`` / ``mixup_prob`` > 0: the training split is
+    then letterboxed, composed by :class:`~dfss.data.mosaic.MosaicMixup`, and the training
+    transforms (scale jitter, flip, photometric) run on the composed image, as YOLOX does.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        train_ann: str = "annotations/train.json",
+        val_ann: str = "annotations/val.json",
+        test_ann: str = "annotations/test.json",
+        train_images: str = "images/train",
+        val_images: str = "images/val",
+        test_images: str = "images/test",
+        image_size: int = 640,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        dangerous_supercategories: Sequence[str] = ("dangerous",),
+        unknown_supercategories: Sequence[str] = ("unknown",),
+        on_error: str = "fail",
+        image_check: str = "decode",
+        train_transforms: Callable | None = None,
+        eval_transforms: Callable | None = None,
+        mosaic_prob: float = 0.0,
+        mixup_prob: float = 0.0,
+        mixup_mode: str = "multiply",
+        report_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        self.root = Path(root)
+        self.ann_files = {"train": train_ann, "val": val_ann, "test": test_ann}
+        self.image_dirs = {"train": train_images, "val": val_images, "test": test_images}
+        self.image_size = int(image_size)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.dangerous_supercategories = tuple(dangerous_supercategories)
+        self.unknown_supercategories = tuple(unknown_supercategories)
+        self.on_error = on_error
+        self.image_check = image_check
+        self.train_transforms = train_transforms or build_train_transforms(self.image_size)
+        self.eval_transforms = eval_transforms or build_eval_transforms(self.image_size)
+        self.mosaic_prob = mosaic_prob
+        self.mixup_prob = mixup_prob
+        self.mixup_mode = mixup_mode
+        self.report_dir = Path(report_dir) if report_dir is not None else None
+        self.datasets: dict[str, Dataset] = {}
+        self.reports: dict[str, ValidationResult] = {}
+
+    # ---- paths and classes ---------------------------------------------------------------------
+    def ann_path(self, split: str) -> Path:
+        return self.root / self.ann_files[split]
+
+    def image_dir(self, split: str) -> Path:
+        return self.root / self.image_dirs[split]
+
+    def _class_table_of(self, categories: list, source: Path) -> ClassTable:
+        return ClassTable.from_categories(
+            categories,
+            dangerous_supercategories=self.dangerous_supercategories,
+            unknown_supercategories=self.unknown_supercategories,
+            source=str(source),
+        )
+
+    @cached_property
+    def class_table(self) -> ClassTable:
+        """Classes of the training json (read on first use; usable before :meth:`setup`)."""
+        path = self.ann_path("train")
+        try:
+            with open(path, encoding="utf-8") as f:
+                categories = json.load(f).get("categories")
+        except FileNotFoundError:
+            raise DataError(f"annotation file not found: {path}") from None
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise DataError(f"{path}: not a COCO json object ({exc})") from None
+        if not isinstance(categories, list):
+            raise DataError(f"{path}: 'categories' must be a list")
+        return self._class_table_of(categories, path)
+
+    # ---- setup ---------------------------------------------------------------------------------
+    def _load_split(self, split: str) -> CocoDetection:
+        ann, images = self.ann_path(split), self.image_dir(split)
+        result = validate_coco(
+            ann,
+            images,
+            on_error=self.on_error,
+            image_check=self.image_check,
+            num_workers=self.num_workers,
+            unknown_supercategories=self.unknown_supercategories,
+        )
+        self.reports[split] = result
+        report = result.report
+        if report.problems:
+            rank_zero_warn(f"data validation of the {split} split:\n{report.summary()}")
+            if self.report_dir is not None:
+                self.report_dir.mkdir(parents=True, exist_ok=True)
+                report.write_json(self.report_dir / f"data_report_{split}.json")
+        table = self._class_table_of(result.dataset["categories"], ann)
+        if table.known != self.class_table.known:
+            raise DataError(
+                f"{ann}: its known classes differ from those of {self.ann_path('train')}; every split "
+                f"must list the same categories (same ids, names and supercategories)"
+            )
+        transforms = (
+            self.train_transforms if split == "train" and not self._uses_mosaic else self.eval_transforms
+        )
+        dataset = CocoDetection(result.dataset, images, self.class_table, transforms)
+        rank_zero_info(
+            f"{split}: {len(dataset)} images ({report.num_negative_images} negatives), "
+            f"{report.num_annotations_kept} annotations from {ann}"
+        )
+        return dataset
+
+    @property
+    def _uses_mosaic(self) -> bool:
+        return self.mosaic_prob > 0 or self.mixup_prob > 0
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(
+            stage or "", SPLITS
+        )
+        for split in splits:
+            if split in self.datasets:
+                continue
+            dataset = self._load_split(split)
+            if split == "train" and self._uses_mosaic:
+                dataset = MosaicMixup(
+                    dataset,
+                    self.image_size,
+                    mosaic_prob=self.mosaic_prob,
+                    mixup_prob=self.mixup_prob,
+                    mixup_mode=self.mixup_mode,
+                    transforms=self.train_transforms,
+                )
+            self.datasets[split] = dataset
+
+    # ---- loaders -------------------------------------------------------------------------------
+    def _loader(self, split: str, *, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"the {split} split is not set up; call setup() first")
+        dataset = self.datasets[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_detection,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

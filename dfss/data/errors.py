@@ -1,0 +1,9 @@
+"""Exceptions raised by the data layer. Every message names the file, image id or annotation id."""
+
+
+class DataError(Exception):
+    """Bad input data: malformed json, unreadable image, inconsistent annotations."""
+
+
+class ClassTableError(DataError):
+    """The json's categories cannot give a usable class table (missing supercategory, unknown name...)."""

@@ -1,0 +1,124 @@
+"""COCO detection metrics with the library evaluators (pycocotools or faster-coco-eval).
+
+One ``COCOeval`` run over all categories gives the overall figures (``map`` = AP@[.5:.95], the
+paper's mmAP; ``map50``; ``map75``; size buckets) and the precision array from which per-class AP is
+read. With ``useCats=1`` COCOeval scores every category independently (matching, ``maxDets`` and
+precision are per image *per category*), so a supercategory's mAP — the mean AP over its categories
+that have ground truth — equals COCOeval restricted to that supercategory's ``catIds``
+(``tests/test_coco_metrics.py`` checks this against a restricted run). ``useCats=0`` would be wrong
+(mmdetection#6704).
+
+Keys: ``map, map50, map75, map_small, map_medium, map_large`` and, for every supercategory ``s``
+in the class table, ``map_s, map50_s`` (``nan`` when ``s`` has no ground truth in this split).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from dfss.data.classes import ClassTable
+
+BACKENDS = ("pycocotools", "faster_coco_eval")
+_SUMMARY_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large")
+
+
+@dataclass(frozen=True)
+class ClassAP:
+    name: str
+    coco_id: int
+    supercategory: str
+    ap: float  # AP@[.5:.95]; nan without ground truth
+    ap50: float
+    ap75: float
+    num_gt: int
+
+
+@dataclass(frozen=True)
+class CocoMetrics:
+    metrics: dict[str, float]
+    per_class: tuple[ClassAP, ...]
+
+    def table(self) -> str:
+        """A text table: per-class AP / AP50, then the summary keys."""
+        lines = [f"{'class':<16} {'supercategory':<12} {'gt':>5} {'AP':>6} {'AP50':>6}"]
+        for c in self.per_class:
+            lines.append(f"{c.name:<16} {c.supercategory:<12} {c.num_gt:>5} {c.ap:>6.3f} {c.ap50:>6.3f}")
+        lines.append("")
+        lines.extend(f"{k:<22} {v:.4f}" for k, v in self.metrics.items())
+        return "\n".join(lines)
+
+
+def _run_cocoeval(gt: COCO, results: Sequence[dict], backend: str, cat_ids: Sequence[int] | None):
+    """Evaluate + accumulate + summarize quietly; returns the evaluator."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        if backend == "pycocotools":
+            from pycocotools.cocoeval import COCOeval
+
+            dt = gt.loadRes(list(results)) if results else COCO()
+            evaluator = COCOeval(gt, dt, iouType="bbox")
+        else:
+            from faster_coco_eval import COCO as FCOCO
+            from faster_coco_eval import COCOeval_faster
+
+            fgt = FCOCO()
+            fgt.dataset = gt.dataset
+            fgt.createIndex()
+            dt = fgt.loadRes(list(results)) if results else FCOCO()
+            evaluator = COCOeval_faster(fgt, dt, iouType="bbox")
+        if cat_ids is not None:
+            evaluator.params.catIds = list(cat_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
+def _mean_ap(precision: np.ndarray) -> float:
+    """Mean of the valid (> -1) entries, nan when there are none."""
+    valid = precision[precision > -1]
+    return float(valid.mean()) if valid.size else math.nan
+
+
+def evaluate_coco(
+    gt: COCO, results: Sequence[dict], class_table: ClassTable, *, backend: str = "pycocotools"
+) -> CocoMetrics:
+    """Score COCO-format ``results`` against ``gt`` (a pycocotools index of the ground-truth json)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    gt_cat_ids = set(gt.getCatIds())
+    bad = sorted({r["category_id"] for r in results} - gt_cat_ids)
+    if bad:
+        raise ValueError(f"predictions use category ids {bad} that the ground truth does not define")
+    evaluator = _run_cocoeval(gt, results, backend, None)
+    stats = [float(s) for s in evaluator.stats[: len(_SUMMARY_KEYS)]]
+    metrics = {k: (math.nan if s < 0 else s) for k, s in zip(_SUMMARY_KEYS, stats, strict=True)}
+    precision = evaluator.eval["precision"]  # [T, R, K, A, M]; area "all" = 0, maxDets 100 = -1
+    cat_index = {cat_id: k for k, cat_id in enumerate(evaluator.params.catIds)}
+    per_class = []
+    for info in (*class_table.known, *class_table.unknown):
+        if info.coco_id not in cat_index:
+            continue
+        p = precision[:, :, cat_index[info.coco_id], 0, -1]
+        per_class.append(
+            ClassAP(
+                name=info.name,
+                coco_id=info.coco_id,
+                supercategory=info.supercategory,
+                ap=_mean_ap(p),
+                ap50=_mean_ap(p[0]),
+                ap75=_mean_ap(p[5]),
+                num_gt=len(gt.getAnnIds(catIds=[info.coco_id], iscrowd=False)),
+            )
+        )
+    for supercategory in class_table.supercategories:
+        members = [c for c in per_class if c.supercategory == supercategory and not math.isnan(c.ap)]
+        metrics[f"map_{supercategory}"] = float(np.mean([c.ap for c in members])) if members else math.nan
+        metrics[f"map50_{supercategory}"] = float(np.mean([c.ap50 for c in members])) if members else math.nan
+    return CocoMetrics(metrics, tuple(per_class))

@@ -1,0 +1,103 @@
+"""COCO metrics on a hand-checked case, per supercategory equal to a catIds-restricted COCOeval."""
+
+import contextlib
+import io
+import math
+
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from dfss.data.classes import ClassTable
+from dfss.data.coco import coco_from_dict
+from dfss.eval.coco_metrics import evaluate_coco
+from tests.conftest import CATEGORIES  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
+
+
+def _gt() -> COCO:
+    images = [{"id": i, "file_name": f"{i}.png", "width": 100, "height": 100} for i in (1, 2)]
+
+    def ann(ann_id, image_id, cat, box):
+        return {
+            "id": ann_id,
+            "image_id": image_id,
+            "category_id": cat,
+            "bbox": box,
+            "area": box[2] * box[3],
+            "iscrowd": 0,
+        }
+
+    annotations = [
+        ann(1, 1, 3, [10, 10, 20, 20]),  # knife
+        ann(2, 1, 7, [50, 50, 10, 10]),  # phone
+        ann(3, 2, 11, [5, 5, 30, 30]),  # keys, never detected
+        ann(4, 2, 20, [60, 60, 20, 20]),  # an unknown object
+    ]
+    return coco_from_dict({"images": images, "annotations": annotations, "categories": CATEGORIES})
+
+
+PREDICTIONS = [
+    {"image_id": 1, "category_id": 3, "bbox": [10, 10, 20, 20], "score": 0.9},  # knife: exact
+    {"image_id": 1, "category_id": 7, "bbox": [50, 50, 10, 7.2], "score": 0.8},  # phone: IoU 0.72
+    {"image_id": 2, "category_id": 20, "bbox": [60, 60, 20, 20], "score": 0.7},  # unknown: exact
+]
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
+def test_hand_checked_case(backend):
+    table = ClassTable.from_categories(CATEGORIES)
+    result = evaluate_coco(_gt(), PREDICTIONS, table, backend=backend)
+    ap = {c.name: c.ap for c in result.per_class}
+    ap50 = {c.name: c.ap50 for c in result.per_class}
+    # IoU 0.72 matches at thresholds 0.50..0.70: 5 of 10 -> AP 0.5, AP50 1.
+    assert ap == pytest.approx({"knife": 1.0, "phone": 0.5, "keys": 0.0, "mystery": 1.0})
+    assert ap50 == pytest.approx({"knife": 1.0, "phone": 1.0, "keys": 0.0, "mystery": 1.0})
+    m = result.metrics
+    assert m["map"] == pytest.approx((1.0 + 0.5 + 0.0 + 1.0) / 4)
+    assert m["map50"] == pytest.approx(0.75)
+    assert m["map_dangerous"] == pytest.approx(1.0) and m["map50_dangerous"] == pytest.approx(1.0)
+    assert m["map_normal"] == pytest.approx(0.25) and m["map50_normal"] == pytest.approx(0.5)
+    assert m["map_unknown"] == pytest.approx(1.0)
+
+
+def _restricted_map(gt, predictions, cat_ids):
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = COCOeval(gt, gt.loadRes(predictions), iouType="bbox")
+        evaluator.params.catIds = cat_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats[0], evaluator.stats[1]
+
+
+def test_supercategory_map_equals_cocoeval_restricted_to_its_category_ids():
+    gt = _gt()
+    table = ClassTable.from_categories(CATEGORIES)
+    # Noisy predictions: shifted boxes, wrong classes, several per image.
+    predictions = [*PREDICTIONS]
+    for k, (cat, dx) in enumerate([(3, 3), (7, 1), (11, 4), (11, 0), (3, 30), (7, 2)]):
+        predictions.append(
+            {"image_id": 1 + k % 2, "category_id": cat, "bbox": [5 + dx, 5, 30, 28], "score": 0.1 * (k + 1)}
+        )
+    result = evaluate_coco(gt, predictions, table)
+    for supercategory in ("dangerous", "normal", "unknown"):
+        want_map, want_map50 = _restricted_map(gt, predictions, table.coco_ids_of(supercategory))
+        assert result.metrics[f"map_{supercategory}"] == pytest.approx(want_map)
+        assert result.metrics[f"map50_{supercategory}"] == pytest.approx(want_map50)
+
+
+def test_empty_predictions_score_zero_and_bad_category_ids_are_refused():
+    table = ClassTable.from_categories(CATEGORIES)
+    result = evaluate_coco(_gt(), [], table)
+    assert result.metrics["map"] == 0.0 and all(c.ap == 0.0 for c in result.per_class)
+    with pytest.raises(ValueError, match=r"category ids \[99\]"):
+        evaluate_coco(_gt(), [{"image_id": 1, "category_id": 99, "bbox": [0, 0, 1, 1], "score": 1.0}], table)
+
+
+def test_supercategory_without_ground_truth_is_nan():
+    gt = _gt()
+    data = dict(gt.dataset)
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] != 20]
+    result = evaluate_coco(coco_from_dict(data), PREDICTIONS[:2], ClassTable.from_categories(CATEGORIES))
+    assert math.isnan(result.metrics["map_unknown"])
+    assert result.metrics["map_dangerous"] == pytest.approx(1.0)

@@ -1,0 +1,78 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+from dfss.data.errors import DataError
+from dfss.evaluate import run
+
+ROOT = Path(__file__).parents[1]
+
+
+def _ground_truth_as_predictions(root: Path) -> list[dict]:
+    data = json.loads((root / "annotations" / "test.json").read_text())
+    return [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+        for a in data["annotations"]
+    ]
+
+
+def _cfg(root: Path, predictions: Path, output_dir: Path):
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="dfss.conf", version_base="1.3"):
+        cfg = compose(
+            "eval", overrides=[f"data.root={root}", f"predictions={predictions}", "data.num_workers=0"]
+        )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+def test_perfect_predictions_score_one_and_results_are_written(tiny_xray, tmp_path):
+    predictions = tmp_path / "preds.json"
+    predictions.write_text(json.dumps(_ground_truth_as_predictions(tiny_xray)))
+    metrics = run(_cfg(tiny_xray, predictions, tmp_path / "out"))
+    assert metrics["map"] == pytest.approx(1.0) and metrics["map_unknown"] == pytest.approx(1.0)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["map50_dangerous"] == pytest.approx(
+        1.0
+    )
+    rows = list(csv.DictReader((tmp_path / "out" / "per_class.csv").read_text().splitlines()))
+    assert {r["name"] for r in rows} == {"knife", "phone", "keys", "mystery"}
+
+
+def test_predictions_for_images_outside_the_split_are_refused(tiny_xray, tmp_path):
+    predictions = tmp_path / "preds.json"
+    predictions.write_text(
+        json.dumps([{"image_id": 999, "category_id": 3, "bbox": [0, 0, 5, 5], "score": 1.0}])
+    )
+    with pytest.raises(DataError, match=r"image ids \[999\] are not in the test split"):
+        run(_cfg(tiny_xray, predictions, tmp_path / "out"))
+
+
+def test_evaluate_py_runs_from_the_command_line(tiny_xray, tmp_path):
+    predictions = tmp_path / "preds.json"
+    predictions.write_text(json.dumps(_ground_truth_as_predictions(tiny_xray)[:1]))
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "evaluate.py"),
+            f"predictions={predictions}",
+            f"data.root={tiny_xray}",
+            "data.num_workers=0",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["map_dangerous"] == pytest.approx(1.0) and metrics["map_unknown"] == 0.0
+    assert (out / "eval.log").exists()

@@ -1,0 +1,161 @@
+import math
+
+import pytest
+import torch
+
+from dfss.data.classes import ClassTable
+from dfss.models.outputs import DenseOutputs
+from dfss.models.postprocess import (
+    PostProcessConfig,
+    detections_to_coco,
+    postprocess,
+)
+from tests.conftest import CATEGORIES
+
+LOW = -12.0  # a logit whose sigmoid is ~6e-6
+
+
+def _outputs(cls_logits, box_regression, quality_logits, points, strides, levels, box_format="ltrb"):
+    return DenseOutputs(
+        points=torch.tensor(points, dtype=torch.float32),
+        strides=torch.tensor(strides, dtype=torch.float32),
+        num_points_per_level=tuple(levels),
+        cls_logits=torch.tensor(cls_logits, dtype=torch.float32),
+        box_regression=torch.tensor(box_regression, dtype=torch.float32),
+        quality_logits=torch.tensor(quality_logits, dtype=torch.float32),
+        box_format=box_format,
+    )
+
+
+def _logit(p):
+    return math.log(p / (1 - p))
+
+
+# Three points on one level (stride 8) and one on a second level (stride 16); 3 classes.
+POINTS = [[12.0, 12.0], [14.0, 12.0], [40.0, 40.0], [24.0, 24.0]]
+STRIDES = [8.0, 8.0, 8.0, 16.0]
+LEVELS = [3, 1]
+UNIT_BOX = [1.0, 1.0, 1.0, 1.0]  # 1 stride on each side
+
+
+def test_fcos_score_is_sqrt_of_class_times_centerness_and_box_is_decoded():
+    cls = [[[_logit(0.8), LOW, LOW], [LOW] * 3, [LOW] * 3, [LOW] * 3]]
+    ctr = [[_logit(0.5), LOW, LOW, LOW]]
+    out = _outputs(cls, [[UNIT_BOX] * 4], ctr, POINTS, STRIDES, LEVELS)
+    dets = postprocess(out, PostProcessConfig(score_threshold=0.05), input_size=64)
+    boxes, scores, labels = dets.per_image(0)
+    assert labels.tolist() == [0]
+    assert scores[0].item() == pytest.approx(math.sqrt(0.8 * 0.5), rel=1e-5)
+    assert boxes[0].tolist() == [4.0, 4.0, 20.0, 20.0]
+
+
+def test_yolox_score_is_objectness_times_class():
+    cls = [[[LOW, _logit(0.9), LOW]] + [[LOW] * 3] * 3]
+    obj = [[_logit(0.6), LOW, LOW, LOW]]
+    reg = [[[0.0, 0.0, math.log(2.0), math.log(1.0)]] * 4]  # w = 2 strides, h = 1 stride
+    out = _outputs(cls, reg, obj, POINTS, STRIDES, LEVELS, box_format="yolox")
+    boxes, scores, labels = postprocess(out, PostProcessConfig(), input_size=64).per_image(0)
+    assert labels.tolist() == [1]
+    assert scores[0].item() == pytest.approx(0.54, rel=1e-5)
+    assert torch.allclose(boxes[0], torch.tensor([4.0, 8.0, 20.0, 16.0]))
+
+
+def test_nms_is_class_wise():
+    # Points 0 and 1 predict almost the same box; same class -> one survives, other class -> both.
+    ctr = [[3.0, 3.0, LOW, LOW]]
+    same = [[[3.0, LOW, LOW], [2.0, LOW, LOW], [LOW] * 3, [LOW] * 3]]
+    other = [[[3.0, LOW, LOW], [LOW, 2.0, LOW], [LOW] * 3, [LOW] * 3]]
+    config = PostProcessConfig(nms_iou=0.5)
+    _, scores, labels = postprocess(
+        _outputs(same, [[UNIT_BOX] * 4], ctr, POINTS, STRIDES, LEVELS), config, 64
+    ).per_image(0)
+    assert labels.tolist() == [0]
+    _, scores, labels = postprocess(
+        _outputs(other, [[UNIT_BOX] * 4], ctr, POINTS, STRIDES, LEVELS), config, 64
+    ).per_image(0)
+    assert sorted(labels.tolist()) == [0, 1] and scores[0] >= scores[1]
+
+
+def test_unknown_rule_relabels_confident_objects_with_no_confident_class():
+    # Point 0: object (quality 0.9) whose best class prob is 0.1 -> unknown when T = 0.2.
+    # Point 2: object with class prob 0.7 -> stays known.
+    cls = [[[_logit(0.1), _logit(0.05), LOW], [LOW] * 3, [LOW, LOW, _logit(0.7)], [LOW] * 3]]
+    quality = [[_logit(0.9), LOW, _logit(0.9), LOW]]
+    out = _outputs(cls, [[UNIT_BOX] * 4], quality, POINTS, STRIDES, LEVELS)
+    _, scores, labels = postprocess(out, PostProcessConfig(unknown_threshold=0.2), 64).per_image(0)
+    assert sorted(labels.tolist()) == [2, 3]  # 3 = K = unknown
+    assert scores[labels == 3].item() == pytest.approx(0.9, rel=1e-5)
+    # T = 0 disables the rule: point 0 is reported as its best known class.
+    _, _, labels = postprocess(out, PostProcessConfig(unknown_threshold=0.0), 64).per_image(0)
+    assert 3 not in labels.tolist() and 0 in labels.tolist()
+    # A point that is not confidently an object never becomes unknown.
+    weak = _outputs(cls, [[UNIT_BOX] * 4], [[_logit(0.3), LOW, LOW, LOW]], POINTS, STRIDES, LEVELS)
+    _, _, labels = postprocess(weak, PostProcessConfig(unknown_threshold=0.2), 64).per_image(0)
+    assert 3 not in labels.tolist()
+
+
+def test_batched_equals_one_image_at_a_time_and_respects_max_detections():
+    torch.manual_seed(0)
+    n, k = 40, 4
+    points = torch.rand(n, 2) * 64
+    strides = torch.full((n,), 8.0)
+    outputs = DenseOutputs(
+        points=points,
+        strides=strides,
+        num_points_per_level=(25, 15),
+        cls_logits=torch.randn(3, n, k) * 2,
+        box_regression=torch.rand(3, n, 4) * 2,
+        quality_logits=torch.randn(3, n),
+        box_format="ltrb",
+    )
+    config = PostProcessConfig(score_threshold=0.1, nms_iou=0.5, topk_per_level=12, max_detections=7)
+    batched = postprocess(outputs, config, 64)
+    assert batched.valid.sum(1).max() <= 7
+    for b in range(3):
+        single = DenseOutputs(
+            points,
+            strides,
+            (25, 15),
+            outputs.cls_logits[b : b + 1],
+            outputs.box_regression[b : b + 1],
+            outputs.quality_logits[b : b + 1],
+            "ltrb",
+        )
+        one = postprocess(single, config, 64)
+        for got, want in zip(batched.per_image(b), one.per_image(0), strict=True):
+            assert torch.equal(got, want)
+        scores = batched.per_image(b)[1]
+        assert torch.all(scores[:-1] >= scores[1:])
+
+
+def test_boxes_are_mapped_back_to_the_original_image():
+    # A 200x100 (w x h) scan letterboxed into 64: scale 0.32 -> 64 x 32, padded below.
+    cls = [[[3.0, LOW, LOW]] + [[LOW] * 3] * 3]
+    out = _outputs(cls, [[UNIT_BOX] * 4], [[3.0, LOW, LOW, LOW]], POINTS, STRIDES, LEVELS)
+    boxes, _, _ = postprocess(out, PostProcessConfig(), 64, orig_sizes=torch.tensor([[100, 200]])).per_image(
+        0
+    )
+    assert torch.allclose(boxes[0], torch.tensor([4.0, 4.0, 20.0, 20.0]) / 0.32, atol=1e-4)
+
+
+def test_coco_results_use_the_dataset_ids_and_its_unknown_category():
+    table = ClassTable.from_categories(CATEGORIES)  # known ids [3, 7, 11], unknown id 20
+    cls = [[[_logit(0.1), LOW, LOW], [LOW] * 3, [LOW, LOW, _logit(0.7)], [LOW] * 3]]
+    quality = [[_logit(0.9), LOW, _logit(0.9), LOW]]
+    out = _outputs(cls, [[UNIT_BOX] * 4], quality, POINTS, STRIDES, LEVELS)
+    dets = postprocess(out, PostProcessConfig(unknown_threshold=0.2), 64)
+    results = detections_to_coco(dets, torch.tensor([42]), table)
+    assert {r["category_id"] for r in results} == {11, 20}
+    assert all(r["image_id"] == 42 for r in results)
+    by_cat = {r["category_id"]: r for r in results}
+    assert by_cat[11]["bbox"] == pytest.approx([32.0, 32.0, 16.0, 16.0])
+    no_unknown = ClassTable.from_categories([c for c in CATEGORIES if c["supercategory"] != "unknown"])
+    with pytest.raises(ValueError, match="no category whose supercategory"):
+        detections_to_coco(dets, torch.tensor([42]), no_unknown)
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="unknown_threshold"):
+        PostProcessConfig(unknown_threshold=1.5)
+    with pytest.raises(ValueError, match="score_mode"):
+        PostProcessConfig(score_mode="max")

@@ -15,10 +15,11 @@ import sys
 from collections.abc import Sequence
 
 from dfss.convert.classmap import FORMAT_HELP, load_class_map
-from dfss.convert.coco_io import build_coco, format_summary, read_coco, write_coco, write_text_atomic
+from dfss.convert.coco_io import build_coco, format_summary, read_coco, write_coco
 from dfss.convert.voc import DIFFICULT_POLICIES, UNKNOWN_NAME_POLICIES, read_voc, write_voc
 from dfss.convert.yolo import crowd_as_objects, read_yolo, without_crowd, write_yolo
 from dfss.data.errors import DataError
+from dfss.fileio import write_text_atomic
 
 _RAW = argparse.RawDescriptionHelpFormatter
 

@@ -7,8 +7,6 @@ with the class *name*), and every writer takes them back out; COCO ids are assig
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from pathlib import Path
 
 from dfss.convert.classmap import ClassMap
 from dfss.data.errors import DataError
+from dfss.fileio import write_json_atomic
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -156,22 +155,8 @@ def read_coco(path: str | Path) -> tuple[ClassMap, Conversion]:
 
 
 # ---- writing -----------------------------------------------------------------------------------
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_coco(path: str | Path, coco: dict) -> None:
-    write_text_atomic(path, json.dumps(coco, ensure_ascii=False))
+    write_json_atomic(path, coco)
 
 
 # ---- summary -----------------------------------------------------------------------------------

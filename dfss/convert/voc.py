@@ -31,10 +31,10 @@ from dfss.convert.coco_io import (
     ImageRecord,
     count_skipped,
     output_paths,
-    write_text_atomic,
 )
 from dfss.data.errors import DataError
 from dfss.data.io import read_image_size
+from dfss.fileio import write_text_atomic
 
 DIFFICULT_POLICIES = ("crowd", "keep", "drop")
 UNKNOWN_NAME_POLICIES = ("error", "skip")

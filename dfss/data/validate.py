@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +51,7 @@ from dfss.data.validate_checks import (
     check_image_files,
     load_coco_json,
 )
+from dfss.fileio import write_json_atomic
 
 __all__ = [
     "BOX_ENTIRELY_OUTSIDE",
@@ -166,7 +165,7 @@ class ValidationReport:
         }
 
     def write_json(self, path: str | os.PathLike) -> None:
-        _write_json_atomic(Path(path), self.to_dict())
+        write_json_atomic(path, self.to_dict(), indent=1)
 
 
 @dataclass(frozen=True)
@@ -273,20 +272,6 @@ def _problem_order(p: Problem) -> tuple:
     return (stage, key_id is None, key_id if key_id is not None else 0)
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    """Write to a temporary file next to ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ---- command line ------------------------------------------------------------------------------
 _EPILOG = """\
 example:
@@ -384,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         result.report.write_json(args.report)
         print(f"report written to {args.report}")
     if args.write_clean:
-        _write_json_atomic(Path(args.write_clean), result.dataset)
+        write_json_atomic(args.write_clean, result.dataset, indent=1)
         print(f"cleaned json written to {args.write_clean}")
     return 0
 

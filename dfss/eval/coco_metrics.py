@@ -55,7 +55,7 @@ class CocoMetrics:
         return "\n".join(lines)
 
 
-def _run_cocoeval(gt: COCO, results: Sequence[dict], backend: str, cat_ids: Sequence[int] | None):
+def _run_cocoeval(gt: COCO, results: Sequence[dict], backend: str, image_ids: Sequence[int] | None):
     """Evaluate + accumulate + summarize quietly; returns the evaluator."""
     with contextlib.redirect_stdout(io.StringIO()):
         if backend == "pycocotools":
@@ -72,8 +72,8 @@ def _run_cocoeval(gt: COCO, results: Sequence[dict], backend: str, cat_ids: Sequ
             fgt.createIndex()
             dt = fgt.loadRes(list(results)) if results else FCOCO()
             evaluator = COCOeval_faster(fgt, dt, iouType="bbox")
-        if cat_ids is not None:
-            evaluator.params.catIds = list(cat_ids)
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -87,16 +87,25 @@ def _mean_ap(precision: np.ndarray) -> float:
 
 
 def evaluate_coco(
-    gt: COCO, results: Sequence[dict], class_table: ClassTable, *, backend: str = "pycocotools"
+    gt: COCO,
+    results: Sequence[dict],
+    class_table: ClassTable,
+    *,
+    backend: str = "pycocotools",
+    image_ids: Sequence[int] | None = None,
 ) -> CocoMetrics:
-    """Score COCO-format ``results`` against ``gt`` (a pycocotools index of the ground-truth json)."""
+    """Score COCO-format ``results`` against ``gt`` (a pycocotools index of the ground-truth json).
+
+    ``image_ids`` restricts the evaluation to those images (e.g. the part of a split a shortened run
+    evaluated); by default every image of ``gt`` counts.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     gt_cat_ids = set(gt.getCatIds())
     bad = sorted({r["category_id"] for r in results} - gt_cat_ids)
     if bad:
         raise ValueError(f"predictions use category ids {bad} that the ground truth does not define")
-    evaluator = _run_cocoeval(gt, results, backend, None)
+    evaluator = _run_cocoeval(gt, results, backend, image_ids)
     stats = [float(s) for s in evaluator.stats[: len(_SUMMARY_KEYS)]]
     metrics = {k: (math.nan if s < 0 else s) for k, s in zip(_SUMMARY_KEYS, stats, strict=True)}
     precision = evaluator.eval["precision"]  # [T, R, K, A, M]; area "all" = 0, maxDets 100 = -1
@@ -114,7 +123,7 @@ def evaluate_coco(
                 ap=_mean_ap(p),
                 ap50=_mean_ap(p[0]),
                 ap75=_mean_ap(p[5]),
-                num_gt=len(gt.getAnnIds(catIds=[info.coco_id], iscrowd=False)),
+                num_gt=len(gt.getAnnIds(imgIds=image_ids or [], catIds=[info.coco_id], iscrowd=False)),
             )
         )
     for supercategory in class_table.supercategories:

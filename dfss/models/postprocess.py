@@ -17,6 +17,7 @@ class (label ``K``, one past the known classes) scored by its quality, *instead 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,24 @@ class PostProcessConfig:
             raise ValueError("topk_per_level and max_detections must be positive")
         if self.score_mode is not None and self.score_mode not in SCORE_MODES:
             raise ValueError(f"score_mode must be one of {SCORE_MODES} or None, got {self.score_mode!r}")
+
+
+@dataclass(frozen=True)
+class UnknownRule:
+    """The unknown rule's settings (the ``threshold`` config group): ``T = 0`` disables it."""
+
+    T: float = 0.0
+    min_quality: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.T <= 1.0:
+            raise ValueError(f"the unknown threshold T must be in [0, 1], got {self.T}")
+        if not 0.0 <= self.min_quality <= 1.0:
+            raise ValueError(f"min_quality must be in [0, 1], got {self.min_quality}")
+
+    def apply(self, config: PostProcessConfig) -> PostProcessConfig:
+        """``config`` with this rule's threshold and quality floor."""
+        return dataclasses.replace(config, unknown_threshold=self.T, unknown_min_quality=self.min_quality)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,89 @@
+"""Reading DFSS checkpoints (and official YOLOX weights) back into models, safely.
+
+Every file is read with ``torch.load(weights_only=True)``: a checkpoint carrying a pickled payload
+is refused, never executed. A DFSS checkpoint carries the run's resolved config (``dfss_config``)
+and class list (``dfss_classes``), so the model is rebuilt exactly as it was trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from dfss.data.classes import ClassTable
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used: unreadable, unsafe, or for another model or class list."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for unsafe payloads, RuntimeError for corrupt zips
+        raise CheckpointError(f"cannot load {path} safely (weights_only=True): {exc}") from None
+
+
+def is_dfss_checkpoint(checkpoint: dict[str, Any]) -> bool:
+    return "dfss_config" in checkpoint and "state_dict" in checkpoint
+
+
+def check_classes(checkpoint: dict[str, Any], class_table: ClassTable, path: str | Path) -> None:
+    """The checkpoint's training classes must be the data's (same ids, names, supercategories)."""
+    saved = [(c["id"], c["name"]) for c in checkpoint.get("dfss_classes", [])]
+    ours = [(c.coco_id, c.name) for c in (*class_table.known, *class_table.unknown)]
+    if saved != ours:
+        raise CheckpointError(
+            f"{path} was trained on classes {saved[:5]}{'...' if len(saved) > 5 else ''} "
+            f"but the data set has {ours[:5]}{'...' if len(ours) > 5 else ''}"
+        )
+
+
+def model_state(checkpoint: dict[str, Any], *, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The detector's weights from a module checkpoint: the EMA average when it has one."""
+    state = checkpoint["state_dict"]
+    for prefix in ("ema.module.", "model.") if prefer_ema else ("model.",):
+        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if picked:
+            return picked
+    raise CheckpointError("the checkpoint holds no 'model.' or 'ema.module.' weights")
+
+
+def build_model_from_checkpoint(
+    checkpoint: dict[str, Any], num_classes: int, path: str | Path, *, prefer_ema: bool = True
+) -> nn.Module:
+    """Rebuild the checkpoint's detector from its saved config and load its weights (strict)."""
+    net_config = checkpoint["dfss_config"]["model"]["net"]
+    model = instantiate(net_config, num_classes=num_classes)
+    missing, unexpected = model.load_state_dict(model_state(checkpoint, prefer_ema=prefer_ema), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit {net_config['_target_']}: missing keys {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model
+
+
+def load_teacher(ckpt_path: str | Path, model_config: Any, class_table: ClassTable) -> nn.Module:
+    """The frozen teacher: a TeacherModule checkpoint (EMA weights), or an official YOLOX ``.pth``
+    built from ``model_config`` (a ``_target_`` node) with its class head re-initialised if needed."""
+    checkpoint = read_checkpoint(ckpt_path)
+    if is_dfss_checkpoint(checkpoint):
+        check_classes(checkpoint, class_table, ckpt_path)
+        model = build_model_from_checkpoint(checkpoint, class_table.num_classes, ckpt_path)
+    else:
+        if model_config is None:
+            raise CheckpointError(
+                f"{ckpt_path} is not a DFSS checkpoint; set teacher.model to its architecture"
+            )
+        from dfss.models.yolox.weights import load_official_checkpoint
+
+        model = instantiate(model_config, num_classes=class_table.num_classes)
+        load_official_checkpoint(model, ckpt_path)
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,122 @@
+"""Training task: build everything from the Hydra config, fit, test, summarise.
+
+``train.py`` (and the ``dfss-train`` script) is a thin shell around :func:`run`, which tests call
+directly with a composed config.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from dfss.lit.checkpoints import load_teacher
+
+log = logging.getLogger(__name__)
+
+
+def ensure_wandb_mode(cfg: DictConfig) -> None:
+    """W&B without credentials runs offline instead of asking for a login (and never hangs)."""
+    if "wandb" not in (cfg.get("logger") or {}) or os.environ.get("WANDB_MODE"):
+        return
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").is_file()
+    if not has_key:
+        os.environ["WANDB_MODE"] = "offline"
+        log.info("no W&B credentials found: logging offline (wandb sync uploads the run later)")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
+    if ckpt_path == "last":
+        return str(Path(output_dir) / "checkpoints" / "last.ckpt")
+    return ckpt_path
+
+
+def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
+    """The Lightning module of ``cfg.module`` with its model, criterion, post-processing and teacher."""
+    table = datamodule.class_table
+    model = instantiate(cfg.model.net, num_classes=table.num_classes)
+    class_weights = table.class_weights(float(cfg.loss.dangerous_weight))
+    criterion = instantiate(cfg.model.criterion, num_classes=table.num_classes, class_weights=class_weights)
+    postprocess_config = instantiate(cfg.threshold).apply(instantiate(cfg.model.postprocess))
+    extra: dict[str, Any] = {}
+    if cfg.loss.get("distill") is not None:
+        if cfg.get("teacher") is None or cfg.teacher.get("ckpt_path") is None:
+            raise ValueError(
+                "distillation needs a teacher: set teacher.ckpt_path=<teacher .ckpt or YOLOX .pth>"
+            )
+        extra["teacher"] = load_teacher(cfg.teacher.ckpt_path, cfg.teacher.get("model"), table)
+        extra["distill_loss"] = instantiate(cfg.loss.distill)
+    # The module class with its own settings (optimizer/scheduler factories...) from the config; the
+    # built objects are passed in afterwards, so Hydra never walks into them.
+    module_factory = instantiate(cfg.module, _partial_=True)
+    return module_factory(
+        model=model,
+        criterion=criterion,
+        class_table=table,
+        postprocess_config=postprocess_config,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+        **extra,
+    )
+
+
+@rank_zero_only
+def print_summary(metrics: dict[str, float], output_dir: str, best: str | None) -> None:
+    table = Table(title="DFSS run summary", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        if key.startswith(("val/map", "test/map")) or key in ("train/loss_epoch", "val/loss", "test/loss"):
+            table.add_row(key, f"{metrics[key]:.4f}")
+    Console().print(table)
+    Console().print(f"run folder: {output_dir}" + (f"\nbest checkpoint: {best}" if best else ""))
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train (and test) as ``cfg`` says; returns the final metrics."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    ensure_wandb_mode(cfg)
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg, datamodule)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir),
+        )
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    if cfg.get("test", True):
+        trainer.test(module, datamodule=datamodule, ckpt_path=best if cfg.get("train", True) else None)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    metrics = {k: v for k, v in metrics.items() if not math.isnan(v)}
+    print_summary(metrics, cfg.paths.output_dir, best)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = run(cfg)
+    return metrics.get("val/map50")  # the value Hydra sweepers optimise
+
+
+if __name__ == "__main__":
+    main()

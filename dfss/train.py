@@ -105,7 +105,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     if cfg.get("test", True):
-        trainer.test(module, datamodule=datamodule, ckpt_path=best if cfg.get("train", True) else None)
+        # After training: the best checkpoint. Without training: the given checkpoint (or the weights as built).
+        tested = (
+            best if cfg.get("train", True) else resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+        )
+        trainer.test(module, datamodule=datamodule, ckpt_path=tested)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics = {k: v for k, v in metrics.items() if not math.isnan(v)}
     print_summary(metrics, cfg.paths.output_dir, best)

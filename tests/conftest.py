@@ -82,3 +82,29 @@ def tiny_xray(tmp_path: Path) -> Path:
     write_split(root, "val", TRAIN_SPECS[:3])
     write_split(root, "test", TEST_SPECS)
     return root
+
+
+@pytest.fixture(scope="session")
+def synth_tiny(tmp_path_factory) -> Path:
+    """A tiny real synthetic X-ray set (128 px) made once per test session by the real generator."""
+    from dfss.synth.config import SynthConfig
+    from dfss.synth.writer import generate
+
+    root = tmp_path_factory.mktemp("synth_tiny")
+    config = SynthConfig(image_size=128, num_train=8, num_val=4, num_test=5, objects_per_image=(1, 3), seed=3)
+    generate(config, root)
+    return root
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path):
+    """The real Hydra config of an app, composed as the command line would, with its output folder set."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="dfss.conf", version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg

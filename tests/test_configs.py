@@ -6,24 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
 from dfss.data.datamodule import XrayDataModule
 from dfss.data.inspect import run as inspect_run
+from tests.conftest import compose_config
 
 DATA_OPTIONS = sorted(p.stem for p in (Path(__file__).parents[1] / "dfss" / "conf" / "data").glob("*.yaml"))
 
 
-def _compose(config_name, overrides, output_dir):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="dfss.conf", version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+_compose = compose_config
 
 
 @pytest.mark.parametrize("option", DATA_OPTIONS)

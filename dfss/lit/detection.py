@@ -165,6 +165,9 @@ class DetectionModule(L.LightningModule):
         headline = {k: finite.pop(k) for k in (f"{stage}/map50", f"{stage}/map") if k in finite}
         self.log_dict(headline, prog_bar=True)
         self.log_dict(finite)
+        self.log_dict(
+            {f"{stage}/num_images": float(len(image_ids)), f"{stage}/num_detections": float(len(results))}
+        )
         if self.global_rank == 0:
             columns = ["class", "supercategory", "num_gt", "ap", "ap50", "ap75"]
             rows = [[c.name, c.supercategory, c.num_gt, c.ap, c.ap50, c.ap75] for c in metrics.per_class]

@@ -1,14 +1,9 @@
-"""Detectors: the YOLOX teacher and the FCOS student, with a common raw-output contract."""
+"""Detectors: the YOLOX teacher and the FCOS student, with a common raw-output contract.
+
+(The post-processing lives in :mod:`dfss.models.postprocess`; its function of the same name is not
+re-exported here, so that the dotted path keeps naming the module, as Hydra's ``_target_`` needs.)
+"""
 
 from dfss.models.outputs import BOX_FORMATS, DenseOutputs, decode_boxes
-from dfss.models.postprocess import Detections, PostProcessConfig, UnknownRule, postprocess
 
-__all__ = [
-    "BOX_FORMATS",
-    "DenseOutputs",
-    "Detections",
-    "PostProcessConfig",
-    "UnknownRule",
-    "decode_boxes",
-    "postprocess",
-]
+__all__ = ["BOX_FORMATS", "DenseOutputs", "decode_boxes"]

@@ -1,0 +1,215 @@
+"""The training pipeline for real: Hydra config -> Lightning Trainer -> checkpoints and metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from dfss.data.datamodule import XrayDataModule
+from dfss.lit import DistillModule, StudentModule, TeacherModule
+from dfss.lit.checkpoints import read_checkpoint
+from dfss.train import build_module, run
+from tests.conftest import compose_config
+
+ROOT = Path(__file__).parents[1]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "dfss" / "conf" / "experiment").glob("*.yaml"))
+
+
+def _tiny(root: Path, extra: list[str] = ()) -> list[str]:
+    """Overrides that shrink any experiment to seconds on a CPU."""
+    return [
+        f"data.root={root}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.mosaic_prob=0.0",
+        "data.mixup_prob=0.0",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=1",
+        "logger=csv",
+        *extra,
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(synth_tiny, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("teacher")
+    run(compose_config("train", _tiny(synth_tiny, ["experiment=demo_teacher", "test=false"]), out))
+    return out / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_builds(experiment, synth_tiny, teacher_ckpt, tmp_path):
+    assert {"teacher", "student", "distill", "distill_weighted"} <= set(EXPERIMENTS)
+    cfg = compose_config(
+        "train",
+        [f"experiment={experiment}", f"data.root={synth_tiny}", f"teacher.ckpt_path={teacher_ckpt}"]
+        if "distill" in experiment
+        else [f"experiment={experiment}", f"data.root={synth_tiny}"],
+        tmp_path,
+    )
+    datamodule = instantiate(cfg.data)
+    assert isinstance(datamodule, XrayDataModule)
+    if "distill" in experiment:
+        # The benchmark experiments distil into FCOS-R50 from YOLOX-s; the tiny teacher is a nano one.
+        cfg.teacher.ckpt_path = str(teacher_ckpt)
+        cfg.model = compose_config("train", ["model=fcos_r18"], tmp_path).model
+    module = build_module(cfg, datamodule)
+    expected = (
+        DistillModule
+        if "distill" in experiment
+        else TeacherModule
+        if "teacher" in experiment
+        else StudentModule
+    )
+    assert type(module) is expected
+    assert cfg.trainer.max_epochs >= 1 and cfg.experiment_name == experiment
+    for callback in cfg.callbacks.values():
+        instantiate(callback)
+
+
+def test_teacher_checkpoint_holds_config_classes_and_ema(teacher_ckpt):
+    checkpoint = read_checkpoint(teacher_ckpt)
+    assert checkpoint["dfss_config"]["model"]["net"]["_target_"] == "dfss.models.yolox.yolox_nano"
+    assert [c["name"] for c in checkpoint["dfss_classes"]][:3] == ["knife", "pliers", "scissors"]
+    assert any(k.startswith("ema.module.") for k in checkpoint["state_dict"])
+
+
+def test_student_trains_validates_tests_and_logs_every_loss_part(synth_tiny, tmp_path):
+    metrics = run(compose_config("train", _tiny(synth_tiny, ["experiment=demo_student"]), tmp_path))
+    for key in ("train/loss_epoch", "val/map50", "val/map", "test/map50", "test/map50_dangerous"):
+        assert key in metrics, key
+    header = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for part in (
+        "train/loss_cls_epoch",
+        "train/loss_box_epoch",
+        "train/loss_ctr_epoch",
+        "train/loss_dfl_epoch",
+    ):
+        assert part in header, part
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_distillation_trains_with_nonzero_kd_terms_and_no_teacher_in_checkpoints(
+    synth_tiny, teacher_ckpt, tmp_path
+):
+    overrides = _tiny(
+        synth_tiny, ["experiment=demo_distill", f"teacher.ckpt_path={teacher_ckpt}", "test=false"]
+    )
+    overrides.append("loss.distill.cls_points=all")  # an untrained teacher is confident nowhere
+    overrides.append("loss.distill.bbox_points=all")
+    run(compose_config("train", overrides, tmp_path))
+    rows = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    values = [dict(zip(header, row.split(","), strict=False)) for row in rows[1:]]
+    logged = [r for r in values if r.get("train/loss_kd_loc_epoch")]
+    assert logged, "the KD terms were not logged"
+    for term in ("train/loss_kd_loc_epoch", "train/loss_kd_cls_epoch", "train/loss_kd_bbox_epoch"):
+        assert float(logged[-1][term]) > 0, term
+    state = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["state_dict"]
+    assert not any(k.startswith("teacher.") for k in state)
+    assert any(k.startswith("model.") for k in state)
+
+
+def test_frozen_teacher_stays_frozen_and_in_eval_mode(synth_tiny, teacher_ckpt, tmp_path):
+    cfg = compose_config(
+        "train", _tiny(synth_tiny, ["experiment=demo_distill", f"teacher.ckpt_path={teacher_ckpt}"]), tmp_path
+    )
+    module = build_module(cfg, instantiate(cfg.data))
+    module.train()
+    assert not module.teacher.training and module.model.training
+    assert not any(p.requires_grad for p in module.teacher.parameters())
+    optimizer = module.optimizer_factory(
+        __import__("dfss.lit.detection", fromlist=["param_groups"]).param_groups(module.model)
+    )
+    optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in module.teacher.parameters()}
+
+
+def test_resume_from_last_checkpoint_continues_the_run(synth_tiny, tmp_path):
+    first = _tiny(synth_tiny, ["experiment=demo_student", "test=false"])
+    run(compose_config("train", first, tmp_path))
+    step_one = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"]
+    resumed = [o for o in first if not o.startswith("trainer.max_epochs")] + [
+        "trainer.max_epochs=2",
+        "ckpt_path=last",
+    ]
+    run(compose_config("train", resumed, tmp_path))
+    checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 2 * step_one
+
+
+def test_wandb_runs_offline_and_writes_its_run_files(synth_tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run(
+        compose_config(
+            "train", _tiny(synth_tiny, ["experiment=demo_student", "logger=wandb", "test=false"]), tmp_path
+        )
+    )
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("run-*.wandb")), "no W&B run file written"
+
+
+def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth_tiny, tmp_path):
+    """trainer=ddp_sim: 2 CPU processes train and checkpoint into ONE run folder; evaluating a
+    checkpoint with 2 processes gives exactly the metrics of 1 process (each image scored once,
+    the sampler's padding removed)."""
+    base = _tiny(synth_tiny, ["experiment=demo_student", "test=false"])
+    run(compose_config("train", [*base, "trainer=ddp_sim"], tmp_path / "ddp"))
+    ckpt = tmp_path / "ddp" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file() and not (tmp_path / "ddp" / "checkpoints" / "rank_1").exists()
+    evaluate = [o for o in base if o != "test=false"] + [
+        "train=false",
+        f"ckpt_path={ckpt}",
+        "trainer.limit_test_batches=1.0",
+    ]
+    single = run(compose_config("train", evaluate, tmp_path / "single_eval"))
+    ddp = run(compose_config("train", [*evaluate, "trainer=ddp_sim"], tmp_path / "ddp_eval"))
+    assert single["test/num_images"] == 5  # an odd split: the 2-rank sampler pads it with a repeat
+    assert single["test/num_detections"] > 0
+    keys = [k for k in single if k.startswith(("test/map", "test/num_"))]
+    assert "test/map50" in keys
+    assert {k: ddp[k] for k in keys} == {k: single[k] for k in keys}
+
+
+def test_multirun_sweeps_alpha_from_the_command_line(synth_tiny, tmp_path):
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "experiment=demo_student",
+        "loss.dangerous_weight=1,4",
+        *_tiny(synth_tiny, ["test=false"]),
+        f"hydra.sweep.dir={tmp_path}",
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 2
+    weights = [
+        json.loads(json.dumps(__import__("yaml").safe_load((j / ".hydra" / "config.yaml").read_text())))[
+            "loss"
+        ]["dangerous_weight"]
+        for j in jobs
+    ]
+    assert weights == [1, 4]
+    assert all((j / "checkpoints" / "last.ckpt").is_file() for j in jobs)

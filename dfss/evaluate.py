@@ -1,8 +1,18 @@
-"""Evaluation task: COCO metrics of predictions on a data split, written to the run folder.
+"""Evaluation task: COCO metrics of a trained model, or of a predictions file, on a data split.
 
-Writes ``metrics.json`` (overall, per supercategory), ``per_class.csv`` (AP, AP50, AP75 per class)
-and prints a table. The ground truth is the split's json as the data module validates it, so the
-figures describe exactly the images and annotations a model would be evaluated on.
+Two modes, exactly one of which a run sets:
+
+- ``ckpt_path=<DFSS checkpoint>`` (teacher, student or distilled): the model is rebuilt from the
+  checkpoint's own config (EMA weights when it has them), its classes are checked against the data,
+  and it runs over the split with the checkpoint's post-processing settings and *this* run's unknown
+  rule (the ``threshold`` group), so ``-m threshold.T=0,0.05,0.1`` re-scores a model without
+  retraining. The detections are written as ``predictions.json`` (COCO results format).
+- ``predictions=<COCO results json>``: that file is scored as it is.
+
+Both write ``metrics.json`` (overall, per supercategory), ``per_class.csv`` (AP, AP50, AP75 per
+class) and ``run.json`` (what was evaluated: split, checkpoint or file, the unknown rule, detection
+counts), and print a table. The ground truth is the split's json as the data module validates it,
+so the figures describe exactly the images and annotations a model would be evaluated on.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -19,6 +30,15 @@ from omegaconf import DictConfig
 from dfss.data.datamodule import XrayDataModule
 from dfss.data.errors import DataError
 from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
+from dfss.eval.predict import EVAL_SPLITS, predict_split, resolve_device
+from dfss.lit.checkpoints import (
+    CheckpointError,
+    build_model_from_checkpoint,
+    check_classes,
+    is_dfss_checkpoint,
+    read_checkpoint,
+)
+from dfss.models.postprocess import PostProcessConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +72,109 @@ def write_results(result: CocoMetrics, output_dir: str | Path) -> None:
         writer.writerows(rows)
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Score ``cfg.predictions`` on ``cfg.split`` of ``cfg.data``; returns the metrics dict."""
+def _setup_split(cfg: DictConfig, datamodule: XrayDataModule) -> None:
+    datamodule.setup({"val": "validate", "test": "test"}[cfg.split])
+
+
+def _score_file(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, Any]]:
+    """The predictions file and the data it is scored on."""
+    if float(cfg.threshold.T) > 0:
+        log.warning("threshold.T=%s is ignored: a predictions file is scored as it is", cfg.threshold.T)
     datamodule: XrayDataModule = hydra.utils.instantiate(cfg.data)
-    stage = {"val": "validate", "test": "test"}[cfg.split]
-    datamodule.setup(stage)
-    gt = datamodule.datasets[cfg.split].coco
+    _setup_split(cfg, datamodule)
     predictions = load_predictions(cfg.predictions)
-    known_images = set(gt.getImgIds())
+    known_images = set(datamodule.datasets[cfg.split].coco.getImgIds())
     stray = sorted({p["image_id"] for p in predictions} - known_images)
     if stray:
         raise DataError(
             f"{cfg.predictions}: image ids {stray[:10]}{' ...' if len(stray) > 10 else ''} are not in the "
             f"{cfg.split} split ({datamodule.ann_path(cfg.split)})"
         )
+    return datamodule, predictions, {"predictions": str(cfg.predictions)}
+
+
+def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, Any]]:
+    """Run the checkpoint's model over the split with its post-processing and this run's unknown rule."""
+    path = cfg.ckpt_path
+    checkpoint = read_checkpoint(path)
+    if not is_dfss_checkpoint(checkpoint):
+        raise CheckpointError(f"{path} is not a DFSS checkpoint (no dfss_config): evaluate a train.py .ckpt")
+    train_config = checkpoint["dfss_config"]
+    image_size = int(cfg.image_size or train_config["data"]["image_size"])
+    overrides: dict[str, Any] = {"image_size": image_size}
+    if cfg.batch_size is not None:
+        overrides["eval_batch_size"] = int(cfg.batch_size)
+    datamodule: XrayDataModule = hydra.utils.instantiate(cfg.data, **overrides)
+    check_classes(checkpoint, datamodule.class_table, path)  # before the split is read and checked
+    _setup_split(cfg, datamodule)
+
+    postprocess_node = train_config.get("model", {}).get("postprocess")
+    base = hydra.utils.instantiate(postprocess_node) if postprocess_node else PostProcessConfig()
+    postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(base)
+    weights = "ema" if any(k.startswith("ema.module.") for k in checkpoint["state_dict"]) else "model"
+    device = resolve_device(cfg.device)
+    model = build_model_from_checkpoint(checkpoint, datamodule.class_table.num_classes, path)
+    model = model.eval().to(device)
+    log.info(
+        "%s: %s (%s weights) on %s, %s split at %d px",
+        path,
+        train_config["model"]["net"]["_target_"],
+        weights,
+        device,
+        cfg.split,
+        image_size,
+    )
+    predictions = predict_split(model, datamodule, cfg.split, postprocess_config, device)
+    info = {
+        "ckpt_path": str(path),
+        "weights": weights,
+        "device": str(device),
+        "image_size": image_size,
+        "unknown_threshold": postprocess_config.unknown_threshold,
+        "unknown_min_quality": postprocess_config.unknown_min_quality,
+        "postprocess": asdict(postprocess_config),
+    }
+    return datamodule, predictions, info
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Score ``cfg.ckpt_path``'s model or ``cfg.predictions`` on ``cfg.split``; returns the metrics."""
+    has_ckpt, has_predictions = cfg.get("ckpt_path") is not None, cfg.get("predictions") is not None
+    if has_ckpt == has_predictions:
+        raise ValueError(
+            "set exactly one of ckpt_path=<DFSS checkpoint> (run a model) and predictions=<COCO results "
+            f"json> (score a file); {'both are' if has_ckpt else 'neither is'} set"
+        )
+    if cfg.split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {cfg.split!r}")
+    datamodule, predictions, info = (_predict_checkpoint if has_ckpt else _score_file)(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if has_ckpt:
+        (output_dir / "predictions.json").write_text(json.dumps(predictions))
+    gt = datamodule.datasets[cfg.split].coco
     result = evaluate_coco(gt, predictions, datamodule.class_table, backend=cfg.backend)
-    write_results(result, cfg.paths.output_dir)
-    log.info("%s split, %d predictions:\n%s", cfg.split, len(predictions), result.table())
-    log.info("metrics written to %s", Path(cfg.paths.output_dir) / "metrics.json")
+    write_results(result, output_dir)
+    unknown_ids = set(datamodule.class_table.unknown_ids)
+    num_unknown = sum(p["category_id"] in unknown_ids for p in predictions)
+    info = {"split": cfg.split, **info, "num_detections": len(predictions), "num_unknown": num_unknown}
+    (output_dir / "run.json").write_text(json.dumps(info, indent=2))
+
+    log.info("%s split, %d detections:\n%s", cfg.split, len(predictions), result.table())
+    rule = (
+        f"unknown rule T={info['unknown_threshold']:g} (min quality {info['unknown_min_quality']:g})"
+        if has_ckpt
+        else "scored as given (no unknown rule applied)"
+    )
+    log.info("%s: %d of %d detections labelled unknown", rule, num_unknown, len(predictions))
+    log.info("results written to %s", output_dir)
     return result.metrics
 
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main(cfg: DictConfig) -> float | None:
+    return run(cfg).get("map50")  # the value Hydra sweepers optimise
+
+
+if __name__ == "__main__":
+    main()

@@ -61,7 +61,7 @@ def _run_cocoeval(gt: COCO, results: Sequence[dict], backend: str, image_ids: Se
         if backend == "pycocotools":
             from pycocotools.cocoeval import COCOeval
 
-            dt = gt.loadRes(list(results)) if results else COCO()
+            dt = gt.loadRes([dict(r) for r in results]) if results else COCO()  # loadRes writes into its input
             evaluator = COCOeval(gt, dt, iouType="bbox")
         else:
             from faster_coco_eval import COCO as FCOCO
@@ -70,7 +70,7 @@ def _run_cocoeval(gt: COCO, results: Sequence[dict], backend: str, image_ids: Se
             fgt = FCOCO()
             fgt.dataset = gt.dataset
             fgt.createIndex()
-            dt = fgt.loadRes(list(results)) if results else FCOCO()
+            dt = fgt.loadRes([dict(r) for r in results]) if results else FCOCO()
             evaluator = COCOeval_faster(fgt, dt, iouType="bbox")
         if image_ids is not None:
             evaluator.params.imgIds = sorted(image_ids)

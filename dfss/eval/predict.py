@@ -1,0 +1,61 @@
+"""Run a trained detector over a data split: COCO results in the data set's ids and original pixels.
+
+The split comes through the data module's evaluation loader (the deterministic letterbox, no
+augmentation); raw outputs go through :func:`dfss.models.postprocess.postprocess` with the images'
+original sizes, so boxes are in the pixels of the files on disk, and
+:func:`~dfss.models.postprocess.detections_to_coco` maps labels to the json's category ids (the
+unknown rule's label to the data set's unknown category).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dfss.data.datamodule import XrayDataModule
+from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
+
+EVAL_SPLITS = ("val", "test")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the GPU when there is one, else the CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name} but no CUDA device is available; use device=cpu or device=auto")
+    return device
+
+
+@torch.no_grad()
+def predict_split(
+    model: nn.Module,
+    datamodule: XrayDataModule,
+    split: str,
+    postprocess_config: PostProcessConfig,
+    device: torch.device,
+) -> list[dict]:
+    """COCO results (``image_id``, ``category_id``, ``bbox`` xywh, ``score``) of ``model`` on ``split``.
+
+    ``model`` must already be in eval mode on ``device`` (this function does not change it);
+    ``datamodule`` must be set up for ``split``.
+    """
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
+    if model.training:
+        raise ValueError("predict_split needs the model in eval mode (call model.eval() first)")
+    loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
+    results: list[dict] = []
+    for batch in loader:
+        if not isinstance(batch.images, torch.Tensor):
+            raise ValueError("evaluation images must share one size (the eval transforms letterbox them)")
+        images = batch.images.to(device, non_blocking=True)  # uint8 [B, 3, S, S]; the model normalises
+        detections = postprocess(
+            model(images), postprocess_config, input_size=images.shape[-1], orig_sizes=batch.orig_sizes
+        )
+        results.extend(detections_to_coco(detections, batch.image_ids, datamodule.class_table))
+    return results

@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo synth test test-all lint format bench clean
+.PHONY: help install demo inspect synth test test-all lint format bench clean
 
 help: ## Show this help
 	@echo "DFSS — Distil FCOS for Security Scanning"
@@ -31,8 +31,11 @@ $(DEMO_DATA)/annotations/test.json: | $(STAMP)
 
 synth: $(DEMO_DATA)/annotations/test.json ## Generate the small synthetic X-ray set (if missing)
 
-demo: synth ## The main job on the embedded synthetic data (set-up included)
+demo: synth ## The main job on the synthetic data: teacher -> FCOS -> DFSS -> evaluation table (~10 min CPU)
 	$(BIN)/dfss-validate $(DEMO_DATA)/annotations/train.json --images $(DEMO_DATA)/images/train
+	$(BIN)/dfss-demo --data $(DEMO_DATA)
+
+inspect: synth ## Load the synthetic set through the data module and draw augmented samples
 	$(BIN)/dfss-inspect data=synth_small
 
 test: install ## Run the default test suite (set-up included)

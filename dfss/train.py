@@ -16,6 +16,7 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -34,6 +35,14 @@ def ensure_wandb_mode(cfg: DictConfig) -> None:
     if not has_key:
         os.environ["WANDB_MODE"] = "offline"
         log.info("no W&B credentials found: logging offline (wandb sync uploads the run later)")
+
+
+def finish_wandb(loggers: list) -> None:
+    """Close this run's W&B run, so the next run in the same process (a demo, a test) gets its own."""
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb
+
+        wandb.finish()
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
@@ -113,6 +122,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics = {k: v for k, v in metrics.items() if not math.isnan(v)}
     print_summary(metrics, cfg.paths.output_dir, best)
+    finish_wandb(loggers)
     return metrics
 
 

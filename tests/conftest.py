@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import dfss.config as dfss_config
+
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -96,15 +98,4 @@ def synth_tiny(tmp_path_factory) -> Path:
     return root
 
 
-def compose_config(config_name: str, overrides: list[str], output_dir: Path):
-    """The real Hydra config of an app, composed as the command line would, with its output folder set."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="dfss.conf", version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+compose_config = dfss_config.compose_config  # re-exported for the tests

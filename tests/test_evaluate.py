@@ -5,10 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import open_dict
 
+from dfss.config import compose_config
 from dfss.data.errors import DataError
 from dfss.evaluate import run
 
@@ -24,14 +22,9 @@ def _ground_truth_as_predictions(root: Path) -> list[dict]:
 
 
 def _cfg(root: Path, predictions: Path, output_dir: Path):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="dfss.conf", version_base="1.3"):
-        cfg = compose(
-            "eval", overrides=[f"data.root={root}", f"predictions={predictions}", "data.num_workers=0"]
-        )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+    return compose_config(
+        "eval", [f"data.root={root}", f"predictions={predictions}", "data.num_workers=0"], output_dir
+    )
 
 
 def test_perfect_predictions_score_one_and_results_are_written(tiny_xray, tmp_path):

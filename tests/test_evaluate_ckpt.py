@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import open_dict
 from torch import nn
 
+from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
 from dfss.data.transforms import letterbox_shape
 from dfss.eval.coco_metrics import evaluate_coco
@@ -44,13 +42,7 @@ METRIC_KEYS = {
 }
 
 
-def _compose(config_name: str, overrides: list[str], output_dir: Path):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="dfss.conf", version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+_compose = compose_config
 
 
 @pytest.fixture(scope="session")

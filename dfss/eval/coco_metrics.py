@@ -61,7 +61,9 @@ def _run_cocoeval(gt: COCO, results: Sequence[dict], backend: str, image_ids: Se
         if backend == "pycocotools":
             from pycocotools.cocoeval import COCOeval
 
-            dt = gt.loadRes([dict(r) for r in results]) if results else COCO()  # loadRes writes into its input
+            dt = (
+                gt.loadRes([dict(r) for r in results]) if results else COCO()
+            )  # loadRes writes into its input
             evaluator = COCOeval(gt, dt, iouType="bbox")
         else:
             from faster_coco_eval import COCO as FCOCO

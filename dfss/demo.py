@@ -59,14 +59,22 @@ def run_demo(
     ):
         console.rule(f"[bold]demo: {stage}")
         start = time.perf_counter()
-        train(compose_config("train", [f"experiment=demo_{stage}", "test=false", *common, *extra], out_dir / stage))
+        train(
+            compose_config(
+                "train", [f"experiment=demo_{stage}", "test=false", *common, *extra], out_dir / stage
+            )
+        )
         timings[f"train_{stage}"] = time.perf_counter() - start
         checkpoints[stage] = out_dir / stage / "checkpoints" / "last.ckpt"
     results: dict[str, dict[str, float]] = {}
     for stage, _, threshold in ROWS:
         key = f"{stage}_{threshold}"
         console.rule(f"[bold]demo: evaluate {stage} (unknown rule: {threshold})")
-        overrides_eval = [f"data.root={data_root}", f"ckpt_path={checkpoints[stage]}", f"threshold={threshold}"]
+        overrides_eval = [
+            f"data.root={data_root}",
+            f"ckpt_path={checkpoints[stage]}",
+            f"threshold={threshold}",
+        ]
         if threshold == "unknown":
             overrides_eval.append(f"threshold.T={unknown_t}")
         results[key] = evaluate(compose_config("eval", overrides_eval, out_dir / f"eval_{key}"))
@@ -113,14 +121,18 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         epilog="example: dfss-demo --data data/synth_small   (extra: dfss-demo trainer.max_epochs=2)",
     )
-    parser.add_argument("--data", default="data/synth_small", help="data set root (dfss-synth --preset small)")
+    parser.add_argument(
+        "--data", default="data/synth_small", help="data set root (dfss-synth --preset small)"
+    )
     parser.add_argument("--out", default=None, help="demo folder (default: logs/demo/<date_time>)")
     parser.add_argument("--unknown-t", type=float, default=0.1, help="T of the unknown rule for the last row")
     parser.add_argument("--logger", default="wandb", help="logger group option for the training runs")
     parser.add_argument("overrides", nargs="*", help="key=value Hydra overrides for every training stage")
     args = parser.parse_args(argv)
     if not (Path(args.data) / "annotations" / "test.json").is_file():
-        parser.error(f"no synthetic set at {args.data}: run `dfss-synth --preset small --out {args.data}` first")
+        parser.error(
+            f"no synthetic set at {args.data}: run `dfss-synth --preset small --out {args.data}` first"
+        )
     out_dir = Path(args.out or Path("logs") / "demo" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     run_demo(str(Path(args.data).resolve()), out_dir, args.overrides, args.unknown_t, args.logger)
     return 0

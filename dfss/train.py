@@ -14,11 +14,13 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
@@ -35,6 +37,20 @@ def ensure_wandb_mode(cfg: DictConfig) -> None:
     if not has_key:
         os.environ["WANDB_MODE"] = "offline"
         log.info("no W&B credentials found: logging offline (wandb sync uploads the run later)")
+
+
+def group_sweep_runs(cfg: DictConfig) -> None:
+    """In a Hydra multirun, W&B runs of one sweep share a job type (the sweep folder's name), so the
+    W&B UI groups them by experiment (``group``) and by sweep (``job_type``)."""
+    if "wandb" not in (cfg.get("logger") or {}) or not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    sweep = Path(hydra_cfg.sweep.dir).name
+    with open_dict(cfg):
+        cfg.logger.wandb.job_type = f"sweep_{sweep}"
+        cfg.logger.wandb.tags = [*cfg.logger.wandb.get("tags", []), f"sweep_{sweep}"]
 
 
 def finish_wandb(loggers: list) -> None:
@@ -96,6 +112,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     ensure_wandb_mode(cfg)
+    group_sweep_runs(cfg)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]

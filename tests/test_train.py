@@ -213,3 +213,49 @@ def test_multirun_sweeps_alpha_from_the_command_line(synth_tiny, tmp_path):
     ]
     assert weights == [1, 4]
     assert all((j / "checkpoints" / "last.ckpt").is_file() for j in jobs)
+
+
+def test_official_yolox_weights_serve_as_teacher(synth_tiny, tmp_path):
+    """teacher.ckpt_path may be an official Megvii-style file ({'model': state_dict}, 80 COCO classes):
+    the teacher is built from teacher.model and its class head re-initialised for the data's classes."""
+    from dfss.models.yolox import yolox_nano
+
+    official = tmp_path / "yolox_nano.pth"
+    torch.save({"model": yolox_nano(80).state_dict()}, official)
+    cfg = compose_config(
+        "train", _tiny(synth_tiny, ["experiment=demo_distill", f"teacher.ckpt_path={official}"]), tmp_path
+    )
+    module = build_module(cfg, instantiate(cfg.data))
+    assert module.teacher.head.cls_preds[0].out_channels == 20
+    assert not any(p.requires_grad for p in module.teacher.parameters())
+
+
+def test_missing_teacher_checkpoint_is_a_clear_error(synth_tiny, tmp_path):
+    from dfss.lit.checkpoints import CheckpointError
+
+    cfg = compose_config(
+        "train",
+        _tiny(synth_tiny, ["experiment=demo_distill", f"teacher.ckpt_path={tmp_path}/nope.ckpt"]),
+        tmp_path,
+    )
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nope\.ckpt"):
+        build_module(cfg, instantiate(cfg.data))
+
+
+def test_sweep_through_the_submitit_launcher(synth_tiny, tmp_path):
+    """hydra/launcher=local schedules jobs with submitit, as hydra/launcher=slurm does on a cluster."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "hydra/launcher=local",
+        "experiment=demo_student",
+        "loss.dangerous_weight=2",
+        *_tiny(synth_tiny, ["test=false"]),
+        f"hydra.sweep.dir={tmp_path}",
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "0" / "checkpoints" / "last.ckpt").is_file()
+    assert list((tmp_path / ".submitit").glob("*/*_result.pkl")), "submitit did not run the job"

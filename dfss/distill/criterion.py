@@ -31,7 +31,6 @@ ranks (one ``all_reduce`` per computed term, no host sync), so the gradient is t
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from dfss.distill.align import AlignedPoints, align_points
@@ -47,6 +46,7 @@ from dfss.distill.losses import (
     point_weights,
     teacher_confidence,
 )
+from dfss.models.common import mean_across_ranks
 from dfss.models.outputs import DenseOutputs, decode_boxes
 
 BBOX_MODES = ("distribution", "giou")
@@ -201,16 +201,7 @@ class DistillationLoss(nn.Module):
     def _normalizer(self, weight: Tensor) -> Tensor:
         """Sum of the weights, averaged over DDP ranks when asked (clamped at 1 by the terms)."""
         total = weight.detach().sum()
-        if (
-            self.sync_normalizers
-            and dist.is_available()
-            and dist.is_initialized()
-            and dist.get_world_size() > 1
-        ):
-            total = total.clone()
-            dist.all_reduce(total)
-            total = total / dist.get_world_size()
-        return total
+        return mean_across_ranks(total) if self.sync_normalizers else total
 
     def extra_repr(self) -> str:
         return (

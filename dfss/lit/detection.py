@@ -31,6 +31,8 @@ from dfss.viz import draw_boxes
 OptimizerFactory = Callable[[Iterable[dict[str, Any]]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 NUM_LOGGED_IMAGES = 4
+LOGGED_MAX_BOXES = 10  # the highest-scoring detections drawn on each logged validation image
+LOGGED_MIN_SCORE = 0.05
 
 
 def param_groups(model: nn.Module) -> list[dict[str, Any]]:
@@ -138,7 +140,9 @@ class DetectionModule(L.LightningModule):
         for i in range(min(NUM_LOGGED_IMAGES, len(batch))):
             boxes, scores, labels = detections.per_image(i)
             scale = batch.images.shape[-1] / batch.orig_sizes[i].max()  # original -> letterboxed input
-            keep = scores >= 0.3
+            keep = (scores >= LOGGED_MIN_SCORE) & (
+                torch.arange(len(scores), device=scores.device) < LOGGED_MAX_BOXES
+            )
             pictures.append(
                 draw_boxes(
                     batch.images[i].cpu(),

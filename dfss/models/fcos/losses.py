@@ -26,12 +26,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import generalized_box_iou_loss
 from torchvision.ops import sigmoid_focal_loss as tv_sigmoid_focal_loss
 
+from dfss.models.common import check_class_weights, mean_across_ranks
 from dfss.models.fcos.assign import FCOSTargets, assign_fcos_targets
 from dfss.models.outputs import DenseOutputs, decode_boxes
 
@@ -104,15 +104,6 @@ def distribution_focal_loss(
     return _reduce(loss, weight, reduction)
 
 
-def mean_across_ranks(value: Tensor) -> Tensor:
-    """The mean of ``value`` over DDP ranks (identity when not distributed); no host sync."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-        value = value / dist.get_world_size()
-    return value
-
-
 class FCOSCriterion(nn.Module):
     """Assigns FCOS targets and returns ``{"loss_cls", "loss_box", "loss_ctr"[, "loss_dfl"], "loss"}``.
 
@@ -134,14 +125,7 @@ class FCOSCriterion(nn.Module):
         average_across_ranks: bool = True,
     ) -> None:
         super().__init__()
-        if class_weights is not None:
-            class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
-            if class_weights.shape != (num_classes,):
-                raise ValueError(
-                    f"class_weights must have shape ({num_classes},), got {tuple(class_weights.shape)}"
-                )
-            if (class_weights < 0).any():
-                raise ValueError("class_weights must be non-negative")
+        class_weights = check_class_weights(class_weights, num_classes)
         self.num_classes = num_classes
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.focal_alpha = focal_alpha

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dfss.models.common import check_class_weights
 from dfss.models.outputs import DenseOutputs, decode_boxes
 from dfss.models.yolox.simota import (
     CANDIDATE_TOPK,
@@ -104,12 +105,7 @@ class YOLOXCriterion(nn.Module):
         candidate_topk: int = CANDIDATE_TOPK,
     ) -> None:
         super().__init__()
-        if class_weights is not None:
-            class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
-            if class_weights.shape != (num_classes,) or not bool((class_weights > 0).all()):
-                raise ValueError(
-                    f"class_weights must be a positive [{num_classes}] vector, got {tuple(class_weights.shape)}"
-                )
+        class_weights = check_class_weights(class_weights, num_classes)
         self.num_classes = num_classes
         self.iou_loss_weight = iou_loss_weight
         self.l1_loss_weight = l1_loss_weight

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra.utils import instantiate
 
 from dfss.data.datamodule import XrayDataModule
@@ -191,25 +191,18 @@ def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth
     assert {k: ddp[k] for k in keys} == {k: single[k] for k in keys}
 
 
-def test_multirun_sweeps_alpha_from_the_command_line(synth_tiny, tmp_path):
-    command = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "-m",
-        "experiment=demo_student",
-        "loss.dangerous_weight=1,4",
-        *_tiny(synth_tiny, ["test=false"]),
-        f"hydra.sweep.dir={tmp_path}",
-    ]
+@pytest.mark.parametrize("trainer", ["cpu", "ddp_sim"])
+def test_multirun_sweeps_alpha_from_the_command_line(trainer, synth_tiny, tmp_path):
+    """A Hydra multirun over alpha, with single-process and with 2-process DDP jobs: one folder per job."""
+    overrides = [o for o in _tiny(synth_tiny, ["test=false"]) if o != "trainer=cpu"] + [f"trainer={trainer}"]
+    command = [sys.executable, str(ROOT / "train.py"), "-m", "experiment=demo_student", "loss.dangerous_weight=1,4",
+               *overrides, f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
     proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
-    assert len(jobs) == 2
+    assert [j.name for j in jobs] == ["0", "1"]
     weights = [
-        json.loads(json.dumps(__import__("yaml").safe_load((j / ".hydra" / "config.yaml").read_text())))[
-            "loss"
-        ]["dangerous_weight"]
-        for j in jobs
+        yaml.safe_load((j / ".hydra" / "config.yaml").read_text())["loss"]["dangerous_weight"] for j in jobs
     ]
     assert weights == [1, 4]
     assert all((j / "checkpoints" / "last.ckpt").is_file() for j in jobs)
@@ -259,3 +252,15 @@ def test_sweep_through_the_submitit_launcher(synth_tiny, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "0" / "checkpoints" / "last.ckpt").is_file()
     assert list((tmp_path / ".submitit").glob("*/*_result.pkl")), "submitit did not run the job"
+
+
+def test_optuna_search_runs_trials_and_reports_the_best(synth_tiny, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    command = [sys.executable, str(ROOT / "train.py"), "hparams_search=optuna", "experiment=demo_student",
+               "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1",
+               *_tiny(synth_tiny, ["test=false"]), f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert 1.0 <= results["best_params"]["loss.dangerous_weight"] <= 4.0
+    assert (tmp_path / "1" / "checkpoints" / "last.ckpt").is_file()

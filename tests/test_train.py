@@ -174,6 +174,10 @@ def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth
     checkpoint with 2 processes gives exactly the metrics of 1 process (each image scored once,
     the sampler's padding removed)."""
     base = _tiny(synth_tiny, ["experiment=demo_student", "test=false"])
+    fit_and_test = [o for o in base if o != "test=false"] + ["trainer=ddp_sim"]
+    run(compose_config("train", fit_and_test, tmp_path / "ddp_fit_test"))  # two spawned stages
+    header = (tmp_path / "ddp_fit_test" / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "val/map50" in header and "test/map50" in header  # both stages' columns survive
     run(compose_config("train", [*base, "trainer=ddp_sim"], tmp_path / "ddp"))
     ckpt = tmp_path / "ddp" / "checkpoints" / "last.ckpt"
     assert ckpt.is_file() and not (tmp_path / "ddp" / "checkpoints" / "rank_1").exists()

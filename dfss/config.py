@@ -21,3 +21,31 @@ def compose_config(config_name: str, overrides: Sequence[str], output_dir: str |
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+HYDRA_FLAGS_WITHOUT_VALUE = (
+    "-m",
+    "--multirun",
+    "--cfg",
+    "-c",
+    "--resolve",
+    "--info",
+    "-i",
+    "--help",
+    "-h",
+    "--hydra-help",
+)
+
+
+def hoist_flags(argv: Sequence[str]) -> list[str]:
+    """Move Hydra's flags before the ``key=value`` overrides.
+
+    Hydra's command line is parsed by argparse, which refuses a flag after positional overrides
+    (``python evaluate.py ckpt_path=x -m threshold.T=0,0.1`` fails with "unrecognized arguments").
+    Users write it both ways, so the entry points accept both: ``-m`` / ``--multirun`` (and the other
+    flags that take no value) are moved to the front; everything else, flags with a value such as
+    ``--cfg job`` included, keeps its order.
+    """
+    program, *args = argv
+    flags = [a for a in args if a in HYDRA_FLAGS_WITHOUT_VALUE]
+    return [program, *flags, *(a for a in args if a not in HYDRA_FLAGS_WITHOUT_VALUE)]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from dfss.config import hoist_flags
 from dfss.data.datamodule import XrayDataModule
 from dfss.data.errors import DataError
 from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
@@ -172,8 +174,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="eval")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     return run(cfg).get("map50")  # the value Hydra sweepers optimise
+
+
+def main() -> None:
+    """Console entry point; ``-m`` may come before or after the overrides."""
+    sys.argv = hoist_flags(sys.argv)
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
+from dfss.config import hoist_flags
 from dfss.lit.checkpoints import load_teacher
 
 log = logging.getLogger(__name__)
@@ -144,9 +146,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     metrics = run(cfg)
     return metrics.get("val/map50")  # the value Hydra sweepers optimise
+
+
+def main() -> None:
+    """Console entry point; ``-m`` may come before or after the overrides."""
+    sys.argv = hoist_flags(sys.argv)
+    _hydra_main()
 
 
 if __name__ == "__main__":

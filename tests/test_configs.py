@@ -42,3 +42,12 @@ def test_inspect_cli_help_lists_the_config_groups():
         [sys.executable, "-m", "dfss.data.inspect", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "data: coco, synth_benchmark, synth_small" in out
+
+
+def test_hydra_flags_may_follow_the_overrides():
+    from dfss.config import hoist_flags
+
+    argv = ["evaluate.py", "ckpt_path=a.ckpt", "-m", "threshold.T=0,0.1"]
+    assert hoist_flags(argv) == ["evaluate.py", "-m", "ckpt_path=a.ckpt", "threshold.T=0,0.1"]
+    with_value = ["train.py", "--cfg", "job", "experiment=distill"]  # a flag with a value stays put
+    assert hoist_flags(with_value) == with_value

@@ -198,8 +198,8 @@ def test_multirun_over_t_rescores_one_checkpoint(synth_root, student_ckpt, tmp_p
         [
             sys.executable,
             str(ROOT / "evaluate.py"),
-            "-m",
             f"ckpt_path={student_ckpt}",
+            "-m",  # after an override, as users write it (the entry point moves it to the front)
             f"data.root={synth_root}",
             "data.num_workers=0",
             "threshold=unknown",

@@ -24,6 +24,7 @@ from dfss.data.classes import ClassTable
 from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
 from dfss.lit.ema import ModelEMA
 from dfss.lit.evaluation import PredictionStore
+from dfss.lit.guards import NonFiniteGuard
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 from dfss.viz import draw_boxes
@@ -61,6 +62,7 @@ class DetectionModule(L.LightningModule):
         ema_decay: float | None = None,
         eval_backend: str = "pycocotools",
         run_config: dict | None = None,
+        max_nonfinite_steps: int | None = 10,
     ) -> None:
         super().__init__()
         self.model = model
@@ -73,6 +75,7 @@ class DetectionModule(L.LightningModule):
         self.eval_backend = eval_backend
         self.run_config = run_config or {}
         self.predictions = PredictionStore()
+        self.nonfinite = NonFiniteGuard(max_nonfinite_steps) if max_nonfinite_steps is not None else None
         self.last_metrics: dict[str, CocoMetrics] = {}
 
     # ---- training ------------------------------------------------------------------------------
@@ -82,8 +85,13 @@ class DetectionModule(L.LightningModule):
     def compute_losses(self, outputs: DenseOutputs, batch: DetectionBatch) -> dict[str, Tensor]:
         return self.criterion(outputs, batch.boxes, batch.labels)
 
-    def training_step(self, batch: DetectionBatch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: DetectionBatch, batch_idx: int) -> Tensor | None:
         losses = self.compute_losses(self.model(batch.images), batch)
+        if self.nonfinite is not None:
+            allowed = self.nonfinite.allows(losses, self.global_step, batch.image_ids)
+            self.log("train/skipped_steps", float(self.nonfinite.total), batch_size=len(batch))
+            if not allowed:
+                return None  # Lightning skips backward and the optimizer step
         parts = {f"train/{k}": v.detach() for k, v in losses.items() if k.startswith("loss_")}
         self.log_dict(parts, batch_size=len(batch), on_step=True, on_epoch=True)
         self.log(

@@ -66,3 +66,20 @@ def test_persistent_nan_stops_with_an_error_naming_step_images_and_parts(synth_t
         match=r"3 training steps in a row .*step 2, image ids \[\d+, \d+\], non-finite parts \[.*'loss_cls'",
     ):
         trainer.fit(module, datamodule=datamodule)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("loss.dangerous_weight=-1", r"dangerous_weight must be >= 0, got -1"),
+        ("threshold.T=1.5", r"the unknown threshold T must be in \[0, 1\], got 1.5"),
+    ],
+)
+def test_bad_settings_fail_before_any_training_with_a_one_line_reason(
+    override, message, synth_tiny, tmp_path
+):
+    cfg = compose_config("train", [f"data.root={synth_tiny}", "experiment=demo_student", override], tmp_path)
+    with pytest.raises(Exception, match=message) as info:
+        build_module(cfg, instantiate(cfg.data))
+    assert "\n" not in str(info.value).strip().splitlines()[0]
+    assert not (tmp_path / "checkpoints").exists()

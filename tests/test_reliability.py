@@ -75,11 +75,8 @@ def test_persistent_nan_stops_with_an_error_naming_step_images_and_parts(synth_t
         ("threshold.T=1.5", r"the unknown threshold T must be in \[0, 1\], got 1.5"),
     ],
 )
-def test_bad_settings_fail_before_any_training_with_a_one_line_reason(
-    override, message, synth_tiny, tmp_path
-):
+def test_bad_settings_fail_while_building_with_the_reason(override, message, synth_tiny, tmp_path):
+    """The module is built before the Trainer exists, so these stop a run before any training."""
     cfg = compose_config("train", [f"data.root={synth_tiny}", "experiment=demo_student", override], tmp_path)
-    with pytest.raises(Exception, match=message) as info:
+    with pytest.raises(Exception, match=message):
         build_module(cfg, instantiate(cfg.data))
-    assert "\n" not in str(info.value).strip().splitlines()[0]
-    assert not (tmp_path / "checkpoints").exists()

@@ -29,7 +29,7 @@ import hydra
 from omegaconf import DictConfig
 
 from dfss.config import hoist_flags
-from dfss.data.datamodule import XrayDataModule
+from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.data.errors import DataError
 from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
 from dfss.eval.predict import EVAL_SPLITS, predict_split, resolve_device
@@ -75,7 +75,7 @@ def write_results(result: CocoMetrics, output_dir: str | Path) -> None:
 
 
 def _setup_split(cfg: DictConfig, datamodule: XrayDataModule) -> None:
-    datamodule.setup({"val": "validate", "test": "test"}[cfg.split])
+    datamodule.setup(STAGE_OF_SPLIT[cfg.split])
 
 
 def _score_file(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, Any]]:

@@ -20,6 +20,7 @@ from dfss.data.transforms import build_eval_transforms, build_train_transforms
 from dfss.data.validate import ValidationResult, validate_coco
 
 SPLITS = ("train", "val", "test")
+STAGE_OF_SPLIT = {"train": "fit", "val": "validate", "test": "test"}  # the setup() stage that loads a split
 
 
 class XrayDataModule(L.LightningDataModule):

@@ -20,7 +20,7 @@ import lightning as L
 from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dfss.data.datamodule import XrayDataModule
+from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.viz import draw_boxes, save_grid
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule: XrayDataModule = hydra.utils.instantiate(cfg.data)
     table = datamodule.class_table
     log.info("classes of %s:\n%s", datamodule.ann_path("train"), table.describe())
-    stage = {"train": "fit", "val": "validate", "test": "test"}[cfg.split]
-    datamodule.setup(stage)
+    datamodule.setup(STAGE_OF_SPLIT[cfg.split])
     loader = {
         "train": datamodule.train_dataloader,
         "val": datamodule.val_dataloader,

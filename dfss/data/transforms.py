@@ -94,18 +94,27 @@ def letterbox_shape(height: int, width: int, size: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def letterbox_to_original(boxes: torch.Tensor, orig_size: Sequence[int], size: int) -> torch.Tensor:
-    """Map xyxy boxes on a :class:`Letterbox` canvas back to the original ``(height, width)`` image.
+def letterbox_to_original(
+    boxes: torch.Tensor, orig_size: Sequence[int] | torch.Tensor, size: int
+) -> torch.Tensor:
+    """Map xyxy boxes on a :class:`Letterbox` canvas back to the original images.
 
-    Uses the exact per-axis factors of the integer resize, and clips to the original image.
-    Returns a new tensor (the input is not modified).
+    One image: ``boxes [M, 4]`` and ``orig_size`` ``(height, width)``. A batch: ``boxes [B, M, 4]``
+    and ``orig_size [B, 2]``. Uses the exact per-axis factors of the integer resize and clips to
+    each original image. Returns a new tensor (the input is not modified).
     """
-    height, width = int(orig_size[0]), int(orig_size[1])
-    new_h, new_w = letterbox_shape(height, width, size)
-    factors = boxes.new_tensor([width / new_w, height / new_h, width / new_w, height / new_h])
-    out = boxes * factors
-    limits = boxes.new_tensor([width, height, width, height])
-    return torch.minimum(out.clamp(min=0), limits)
+    sizes = torch.as_tensor(orig_size).reshape(-1, 2).tolist()
+    factors, limits = [], []
+    for height, width in sizes:
+        new_h, new_w = letterbox_shape(int(height), int(width), size)
+        factors.append([width / new_w, height / new_h] * 2)
+        limits.append([width, height] * 2)
+    factors_t, limits_t = boxes.new_tensor(factors), boxes.new_tensor(limits)  # [B, 4]
+    if boxes.dim() == 3:
+        factors_t, limits_t = factors_t[:, None], limits_t[:, None]
+    else:
+        factors_t, limits_t = factors_t[0], limits_t[0]
+    return torch.minimum((boxes * factors_t).clamp(min=0), limits_t)
 
 
 def _labels_and_ids(inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from dfss.data.classes import ClassTable
-from dfss.data.transforms import letterbox_shape
+from dfss.data.transforms import letterbox_to_original
 from dfss.models.outputs import DenseOutputs, decode_boxes
 
 SCORE_MODES = ("sqrt_product", "product")
@@ -119,18 +119,6 @@ def _topk_per_level(scores: Tensor, num_points_per_level: tuple[int, ...], k: in
     return torch.cat(top_scores, dim=1), torch.cat(top_indices, dim=1)
 
 
-def to_original_coordinates(boxes: Tensor, orig_sizes: Tensor, input_size: int) -> Tensor:
-    """Map ``[B, M, 4]`` boxes on a letterbox canvas to each image's original pixels (clipped)."""
-    factors, limits = [], []
-    for height, width in orig_sizes.tolist():
-        new_h, new_w = letterbox_shape(height, width, input_size)
-        factors.append([width / new_w, height / new_h] * 2)
-        limits.append([width, height] * 2)
-    factors_t = boxes.new_tensor(factors)[:, None, :]
-    limits_t = boxes.new_tensor(limits)[:, None, :]
-    return torch.minimum((boxes * factors_t).clamp(min=0), limits_t)
-
-
 @torch.no_grad()
 def postprocess(
     outputs: DenseOutputs,
@@ -151,7 +139,7 @@ def postprocess(
     boxes = decode_boxes(outputs).float()  # [B, N, 4]
     boxes = boxes.gather(1, point_index[..., None].expand(-1, -1, 4)).clamp(0, input_size)
     if orig_sizes is not None:
-        boxes = to_original_coordinates(boxes, orig_sizes.to(boxes.device), input_size)
+        boxes = letterbox_to_original(boxes, orig_sizes, input_size)
 
     # One NMS over the candidates of all images: (image, class) is the NMS group.
     image_index = torch.arange(batch, device=boxes.device)[:, None].expand_as(labels)

@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 from dfss.config import hoist_flags
 from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.data.errors import DataError
+from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
 from dfss.eval.predict import EVAL_SPLITS, predict_split, resolve_device
 from dfss.lit.checkpoints import (
@@ -143,12 +144,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Score ``cfg.ckpt_path``'s model or ``cfg.predictions`` on ``cfg.split``; returns the metrics."""
     has_ckpt, has_predictions = cfg.get("ckpt_path") is not None, cfg.get("predictions") is not None
     if has_ckpt == has_predictions:
-        raise ValueError(
+        raise ConfigError(
             "set exactly one of ckpt_path=<DFSS checkpoint> (run a model) and predictions=<COCO results "
             f"json> (score a file); {'both are' if has_ckpt else 'neither is'} set"
         )
     if cfg.split not in EVAL_SPLITS:
-        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {cfg.split!r}")
+        raise ConfigError(f"split must be one of {EVAL_SPLITS}, got {cfg.split!r}")
     datamodule, predictions, info = (_predict_checkpoint if has_ckpt else _score_file)(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +176,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="eval")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    return run(cfg).get("map50")  # the value Hydra sweepers optimise
+    with exit_on_user_error():
+        return run(cfg).get("map50")  # the value Hydra sweepers optimise
 
 
 def main() -> None:

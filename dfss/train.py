@@ -21,12 +21,15 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
 from dfss.config import hoist_flags
-from dfss.lit.checkpoints import load_teacher
+from dfss.errors import ConfigError, exit_on_user_error
+from dfss.lit.checkpoints import CheckpointError, load_teacher, read_checkpoint
+from dfss.models.weights import list_keys
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,70 @@ def finish_wandb(loggers: list) -> None:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
-    if ckpt_path == "last":
-        return str(Path(output_dir) / "checkpoints" / "last.ckpt")
-    return ckpt_path
+    """``"last"`` -> ``<output_dir>/checkpoints/last.ckpt``, which must then exist."""
+    if ckpt_path != "last":
+        return ckpt_path
+    path = Path(output_dir) / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise ConfigError(
+            f"ckpt_path=last, but {path} does not exist; to resume a run, point Hydra at its folder "
+            "(hydra.run.dir=<run folder>) or pass ckpt_path=<path to a .ckpt>"
+        )
+    return str(path)
+
+
+def check_resumable(path: str, module: L.LightningModule) -> None:
+    """The checkpoint to resume from is safe to read and holds exactly this module's weights."""
+    checkpoint = read_checkpoint(path)
+    if "state_dict" not in checkpoint or "optimizer_states" not in checkpoint:
+        raise CheckpointError(
+            f"{path} is not a training checkpoint (no optimizer state); to start a new run from its weights "
+            "use it as pre-trained weights instead of ckpt_path"
+        )
+    expected = module.state_dict()
+    saved = checkpoint["state_dict"]
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    shapes = [
+        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(saved) & set(expected))
+        if saved[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{what} ({len(keys)}): {list_keys(keys)}"
+        for what, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", shapes),
+        )
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{path} does not fit this run's model (another model or class count?): " + "; ".join(problems)
+        )
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """Fail before any work when ``folder`` cannot be created or written to."""
+    folder = Path(folder)
+    probe = folder / f".dfss-write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write the {what} {folder} ({error.strerror or error}); choose a writable folder "
+            "(hydra.run.dir=... / paths.log_dir=...)"
+        ) from None
+
+
+def check_output_folders(cfg: DictConfig) -> None:
+    check_writable(cfg.paths.output_dir, "run folder")
+    for callback in (cfg.get("callbacks") or {}).values():
+        if callback and callback.get("dirpath"):
+            check_writable(callback.dirpath, "checkpoint folder")
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
@@ -79,7 +143,7 @@ def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
     extra: dict[str, Any] = {}
     if cfg.loss.get("distill") is not None:
         if cfg.get("teacher") is None or cfg.teacher.get("ckpt_path") is None:
-            raise ValueError(
+            raise ConfigError(
                 "distillation needs a teacher: set teacher.ckpt_path=<teacher .ckpt or YOLOX .pth>"
             )
         extra["teacher"] = load_teacher(cfg.teacher.ckpt_path, cfg.teacher.get("model"), table)
@@ -111,6 +175,7 @@ def print_summary(metrics: dict[str, float], output_dir: str, best: str | None) 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as ``cfg`` says; returns the final metrics."""
+    check_output_folders(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     ensure_wandb_mode(cfg)
@@ -124,11 +189,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        trainer.fit(
-            module,
-            datamodule=datamodule,
-            ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir),
-        )
+        resume = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+        if resume is not None:
+            check_resumable(resume, module)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -147,7 +211,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    metrics = run(cfg)
+    with exit_on_user_error():
+        try:
+            metrics = run(cfg)
+        except SIGTERMException:
+            log.warning("training stopped by SIGTERM/SIGUSR1 (checkpoint saved); exiting with status 143")
+            sys.exit(143)
     return metrics.get("val/map50")  # the value Hydra sweepers optimise
 
 

@@ -472,7 +472,9 @@ def test_wrong_weights_files_give_clear_errors(coco_like_checkpoint, tmp_path) -
         load_torchvision_fcos_weights(model, wrapped)
     classifier = tmp_path / "resnet50.pth"
     torch.save(resnet50(weights=None).state_dict(), classifier)
-    with pytest.raises(ValueError, match=r"missing keys: backbone\.body\..*unexpected keys: bn1\.bias"):
+    with pytest.raises(
+        ValueError, match=r"missing keys \(\d+\): backbone\.body\..*unexpected keys \(\d+\): bn1\.bias"
+    ):
         load_torchvision_fcos_weights(model, classifier)
     distribution = fcos_r50(NUM_CLASSES, box_head="distribution")
     before = {k: v.clone() for k, v in distribution.state_dict().items()}

@@ -456,7 +456,7 @@ def test_checkpoint_round_trip_and_class_head_reinitialisation(tmp_path: Path) -
 
     same = yolox_nano(NUM_CLASSES)
     report = load_official_checkpoint(same, official_style)
-    assert report.skipped_keys == () and report.checkpoint_num_classes == NUM_CLASSES
+    assert report.reinitialized == () and report.file_num_classes == NUM_CLASSES
     assert report.num_loaded == len(state)
     assert all(torch.equal(value, state[key]) for key, value in same.state_dict().items())
 
@@ -473,8 +473,8 @@ def test_checkpoint_round_trip_and_class_head_reinitialisation(tmp_path: Path) -
         for parameter in more_classes.head.cls_preds.parameters():
             parameter.fill_(0.5)
     report = load_official_checkpoint(more_classes, official_style)
-    assert report.class_head_reinitialised and report.checkpoint_num_classes == NUM_CLASSES
-    assert set(report.skipped_keys) == {
+    assert report.class_head_reinitialised and report.file_num_classes == NUM_CLASSES
+    assert set(report.reinitialized) == {
         f"head.cls_preds.{level}.{kind}" for level in range(3) for kind in ("weight", "bias")
     }
     loaded = more_classes.state_dict()
@@ -492,11 +492,11 @@ def test_checkpoint_mismatches_are_errors(tmp_path: Path) -> None:
     torch.save({"model": yolox_tiny(NUM_CLASSES).state_dict()}, tiny)
     with pytest.raises(CheckpointMismatchError) as error:
         load_official_checkpoint(yolox_s(NUM_CLASSES), tiny)
-    assert "shape mismatch" in str(error.value) and "missing" not in str(error.value)
+    assert "shape mismatches" in str(error.value) and "missing" not in str(error.value)
     assert "backbone.C3_n3.conv1.bn.bias: file (96,) vs model (128,)" in str(error.value)
 
     state = yolox_nano(NUM_CLASSES).state_dict()
-    with pytest.raises(CheckpointMismatchError, match=r"not in the model .*dconv"):
+    with pytest.raises(CheckpointMismatchError, match=r"unexpected keys .*dconv"):
         torch.save(state, tmp_path / "nano.pth")
         load_official_checkpoint(yolox_tiny(NUM_CLASSES), tmp_path / "nano.pth")  # depthwise vs not
 

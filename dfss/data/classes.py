@@ -15,6 +15,7 @@ from functools import cached_property
 import torch
 
 from dfss.data.errors import ClassTableError
+from dfss.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class ClassTable:
     def class_weights(self, dangerous_weight: float) -> torch.Tensor:
         """α_c as float ``[K]``: ``dangerous_weight`` for dangerous classes, 1 otherwise (paper §2.2)."""
         if not dangerous_weight >= 0:
-            raise ValueError(f"dangerous_weight must be >= 0, got {dangerous_weight}")
+            raise ConfigError(f"dangerous_weight must be >= 0, got {dangerous_weight}")
         weights = torch.ones(self.num_classes, dtype=torch.float32)
         weights[self.dangerous_mask()] = float(dangerous_weight)
         return weights

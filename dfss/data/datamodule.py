@@ -6,8 +6,10 @@ import json
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
@@ -16,8 +18,10 @@ from dfss.data.classes import ClassTable
 from dfss.data.coco import CocoDetection
 from dfss.data.errors import DataError
 from dfss.data.mosaic import MosaicMixup
+from dfss.data.sampling import ResumableSampler, SeededDataset
 from dfss.data.transforms import build_eval_transforms, build_train_transforms
 from dfss.data.validate import ValidationResult, validate_coco
+from dfss.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 STAGE_OF_SPLIT = {"train": "fit", "val": "validate", "test": "test"}  # the setup() stage that loads a split
@@ -39,6 +43,13 @@ class XrayDataModule(L.LightningDataModule):
     mixup (teacher training) turn on with ``mosaic_prob`` / ``mixup_prob`` > 0: the training split is
     then letterboxed, composed by :class:`~dfss.data.mosaic.MosaicMixup`, and the training
     transforms (scale jitter, flip, photometric) run on the composed image, as YOLOX does.
+
+    The training order and every random augmentation are functions of ``(seed, epoch, sample)``
+    (:mod:`dfss.data.sampling`), whatever the worker count; the module's ``state_dict`` records how
+    far the current epoch got, so a run resumed from a mid-epoch checkpoint continues with exactly
+    the batches the interrupted run had not trained on yet. ``seed`` defaults to the run's global
+    seed (``seed_everything``). ``global_batch_size``, when set, is split evenly over the devices
+    (``batch_size`` is then ignored) and must be divisible by their number.
     """
 
     def __init__(
@@ -66,12 +77,16 @@ class XrayDataModule(L.LightningDataModule):
         mixup_prob: float = 0.0,
         mixup_mode: str = "multiply",
         report_dir: str | Path | None = None,
+        seed: int | None = None,
+        global_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be positive, got {batch_size}")
+        if global_batch_size is not None and global_batch_size <= 0:
+            raise ConfigError(f"data.global_batch_size must be positive, got {global_batch_size}")
         if on_error not in ("fail", "skip"):
-            raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+            raise ConfigError(f"data.on_error must be 'fail' or 'skip', got {on_error!r}")
         self.root = Path(root)
         self.ann_files = {"train": train_ann, "val": val_ann, "test": test_ann}
         self.image_dirs = {"train": train_images, "val": val_images, "test": test_images}
@@ -90,8 +105,11 @@ class XrayDataModule(L.LightningDataModule):
         self.mixup_prob = mixup_prob
         self.mixup_mode = mixup_mode
         self.report_dir = Path(report_dir) if report_dir is not None else None
+        self.seed = seed
+        self.global_batch_size = global_batch_size
         self.datasets: dict[str, Dataset] = {}
         self.reports: dict[str, ValidationResult] = {}
+        self._resume_state: dict[str, int] | None = None
 
     # ---- paths and classes ---------------------------------------------------------------------
     def ann_path(self, split: str) -> Path:
@@ -181,20 +199,66 @@ class XrayDataModule(L.LightningDataModule):
             self.datasets[split] = dataset
 
     # ---- loaders -------------------------------------------------------------------------------
+    def _world(self) -> tuple[int, int]:
+        """(number of processes, this process's rank) of the attached trainer, else (1, 0)."""
+        trainer = getattr(self, "trainer", None)
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    @property
+    def device_batch_size(self) -> int:
+        """Training batch size of one device: ``batch_size``, or ``global_batch_size`` split evenly."""
+        if self.global_batch_size is None:
+            return self.batch_size
+        world, _ = self._world()
+        if self.global_batch_size % world:
+            lower = self.global_batch_size // world * world
+            raise ConfigError(
+                f"data.global_batch_size={self.global_batch_size} cannot be split over {world} devices "
+                f"(trainer.devices x trainer.num_nodes); use a multiple of {world} such as "
+                f"{lower or world} or {lower + world}, or set data.batch_size (per device) instead"
+            )
+        return self.global_batch_size // world
+
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"the {split} split is not set up; call setup() first")
         dataset = self.datasets[split]
+        sampler = None
+        batch_size = self.device_batch_size if train else self.eval_batch_size
+        if train:
+            world, rank = self._world()
+            sampler = ResumableSampler(
+                dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=False
+            )
+            if self._resume_state is not None:
+                done = self._resume_state["batches_done"] * batch_size
+                sampler.resume(self._resume_state["epoch"], done)
+                self._resume_state = None
+            dataset = SeededDataset(dataset)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) > self.batch_size,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=train and len(sampler or dataset) > batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_detection,
         )
+
+    # ---- resuming ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in the current epoch (saved in every checkpoint by Lightning)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        return {
+            "epoch": int(trainer.current_epoch),
+            "batches_done": int(trainer.fit_loop.epoch_loop.batch_progress.current.processed),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_state = dict(state_dict) if state_dict else None
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -1,7 +1,9 @@
 """Exceptions raised by the data layer. Every message names the file, image id or annotation id."""
 
+from dfss.errors import UserError
 
-class DataError(Exception):
+
+class DataError(UserError):
     """Bad input data: malformed json, unreadable image, inconsistent annotations."""
 
 

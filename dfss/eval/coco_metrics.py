@@ -24,6 +24,8 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from dfss.data.classes import ClassTable
+from dfss.data.errors import DataError
+from dfss.errors import ConfigError
 
 BACKENDS = ("pycocotools", "faster_coco_eval")
 _SUMMARY_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large")
@@ -102,11 +104,11 @@ def evaluate_coco(
     evaluated); by default every image of ``gt`` counts.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
     gt_cat_ids = set(gt.getCatIds())
     bad = sorted({r["category_id"] for r in results} - gt_cat_ids)
     if bad:
-        raise ValueError(f"predictions use category ids {bad} that the ground truth does not define")
+        raise DataError(f"predictions use category ids {bad} that the ground truth does not define")
     evaluator = _run_cocoeval(gt, results, backend, image_ids)
     stats = [float(s) for s in evaluator.stats[: len(_SUMMARY_KEYS)]]
     metrics = {k: (math.nan if s < 0 else s) for k, s in zip(_SUMMARY_KEYS, stats, strict=True)}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dfss.data.datamodule import XrayDataModule
+from dfss.errors import ConfigError
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 
 EVAL_SPLITS = ("val", "test")
@@ -25,9 +26,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name} but no CUDA device is available; use device=cpu or device=auto")
+        raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu or device=auto")
     return device
 
 
@@ -45,7 +46,7 @@ def predict_split(
     ``datamodule`` must be set up for ``split``.
     """
     if split not in EVAL_SPLITS:
-        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
+        raise ConfigError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
     if model.training:
         raise ValueError("predict_split needs the model in eval mode (call model.eval() first)")
     loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()

@@ -15,20 +15,25 @@ from hydra.utils import instantiate
 from torch import nn
 
 from dfss.data.classes import ClassTable
+from dfss.errors import UserError
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used: unreadable, unsafe, or for another model or class list."""
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The checkpoint in ``path``, read with ``weights_only=True`` (pickled code is refused)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError for unsafe payloads, RuntimeError for corrupt zips
-        raise CheckpointError(f"cannot load {path} safely (weights_only=True): {exc}") from None
+        raise CheckpointError(
+            f"cannot load {path} safely (weights_only=True; a file carrying pickled code is refused, a "
+            f"truncated file is unreadable): {exc}"
+        ) from None
 
 
 def is_dfss_checkpoint(checkpoint: dict[str, Any]) -> bool:

@@ -25,6 +25,7 @@ from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
 from dfss.lit.ema import ModelEMA
 from dfss.lit.evaluation import PredictionStore
 from dfss.lit.guards import NonFiniteGuard
+from dfss.lit.rng import rng_state, set_rng_state
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 from dfss.viz import draw_boxes
@@ -76,6 +77,8 @@ class DetectionModule(L.LightningModule):
         self.run_config = run_config or {}
         self.predictions = PredictionStore()
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps) if max_nonfinite_steps is not None else None
+        self._step_ok = True
+        self._batch_image_ids: Tensor | None = None
         self.last_metrics: dict[str, CocoMetrics] = {}
 
     # ---- training ------------------------------------------------------------------------------
@@ -87,11 +90,13 @@ class DetectionModule(L.LightningModule):
 
     def training_step(self, batch: DetectionBatch, batch_idx: int) -> Tensor | None:
         losses = self.compute_losses(self.model(batch.images), batch)
+        self._batch_image_ids = batch.image_ids
+        self._step_ok = True
         if self.nonfinite is not None:
-            allowed = self.nonfinite.allows(losses, self.global_step, batch.image_ids)
+            self._step_ok = self.nonfinite.allows(losses, self.global_step, batch.image_ids)
             self.log("train/skipped_steps", float(self.nonfinite.total), batch_size=len(batch))
-            if not allowed:
-                return None  # Lightning skips backward and the optimizer step
+            if not self._step_ok:
+                return None  # Lightning skips backward; with no gradients the optimizer changes nothing
         parts = {f"train/{k}": v.detach() for k, v in losses.items() if k.startswith("loss_")}
         self.log_dict(parts, batch_size=len(batch), on_step=True, on_epoch=True)
         self.log(
@@ -107,9 +112,26 @@ class DetectionModule(L.LightningModule):
         )
         return losses["loss"]
 
-    def on_train_batch_end(self, outputs: Any, batch: DetectionBatch, batch_idx: int) -> None:
-        if self.ema is not None:
-            self.ema.update(self.model)
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """NaN/Inf gradients: drop them all, so the optimizer step changes nothing (and count it)."""
+        if self.nonfinite is None or not self._step_ok:
+            return
+        named = [(n, p.grad) for n, p in self.model.named_parameters() if p.grad is not None]
+        if not self.nonfinite.allows_gradients(named, self.global_step, self._batch_image_ids):
+            self._step_ok = False
+            optimizer.zero_grad(set_to_none=True)  # parameters without gradients are not updated
+
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
+    ) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # After the step and before on_train_batch_end, so a checkpoint saved there holds the EMA
+        # of the weights it holds (exact resume).
+        if self._step_ok:
+            if self.nonfinite is not None:
+                self.nonfinite.step_done()
+            if self.ema is not None:
+                self.ema.update(self.model)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(param_groups(self.model))
@@ -208,6 +230,15 @@ class DetectionModule(L.LightningModule):
             {"id": c.coco_id, "name": c.name, "supercategory": c.supercategory}
             for c in (*self.class_table.known, *self.class_table.unknown)
         ]
+        checkpoint["dfss_rng"] = rng_state()
+        if self.nonfinite is not None:
+            checkpoint["dfss_nonfinite"] = self.nonfinite.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "dfss_rng" in checkpoint:
+            set_rng_state(checkpoint["dfss_rng"])
+        if self.nonfinite is not None and "dfss_nonfinite" in checkpoint:
+            self.nonfinite.load_state_dict(checkpoint["dfss_nonfinite"])
 
 
 class TeacherModule(DetectionModule):

@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from dfss.errors import ConfigError
+
 
 class ModelEMA(nn.Module):
     """An EMA copy of ``model``: ``ema = d·ema + (1 − d)·model`` after each optimizer step.
@@ -20,7 +22,7 @@ class ModelEMA(nn.Module):
     def __init__(self, model: nn.Module, decay: float = 0.9998, ramp: float = 2000.0) -> None:
         super().__init__()
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+            raise ConfigError(f"EMA decay must be in (0, 1), got {decay}")
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay = decay
         self.ramp = ramp

@@ -6,6 +6,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from dfss.errors import ConfigError
+
 
 def check_class_weights(class_weights: Tensor | None, num_classes: int) -> Tensor | None:
     """α_c as a float ``[num_classes]`` tensor of finite, non-negative values (``None`` = all 1)."""
@@ -13,9 +15,9 @@ def check_class_weights(class_weights: Tensor | None, num_classes: int) -> Tenso
         return None
     class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
     if class_weights.shape != (num_classes,):
-        raise ValueError(f"class_weights must have shape ({num_classes},), got {tuple(class_weights.shape)}")
+        raise ConfigError(f"class_weights must have shape ({num_classes},), got {tuple(class_weights.shape)}")
     if not bool(torch.isfinite(class_weights).all()) or bool((class_weights < 0).any()):
-        raise ValueError(f"class_weights must be finite and >= 0, got {class_weights.tolist()}")
+        raise ConfigError(f"class_weights must be finite and >= 0, got {class_weights.tolist()}")
     return class_weights
 
 

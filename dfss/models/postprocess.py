@@ -26,6 +26,7 @@ from torchvision.ops import batched_nms
 
 from dfss.data.classes import ClassTable
 from dfss.data.transforms import letterbox_to_original
+from dfss.errors import ConfigError
 from dfss.models.outputs import DenseOutputs, decode_boxes
 
 SCORE_MODES = ("sqrt_product", "product")
@@ -46,11 +47,11 @@ class PostProcessConfig:
         for name in ("score_threshold", "nms_iou", "unknown_threshold", "unknown_min_quality"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
         if self.topk_per_level <= 0 or self.max_detections <= 0:
-            raise ValueError("topk_per_level and max_detections must be positive")
+            raise ConfigError("topk_per_level and max_detections must be positive")
         if self.score_mode is not None and self.score_mode not in SCORE_MODES:
-            raise ValueError(f"score_mode must be one of {SCORE_MODES} or None, got {self.score_mode!r}")
+            raise ConfigError(f"score_mode must be one of {SCORE_MODES} or None, got {self.score_mode!r}")
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ class UnknownRule:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.T <= 1.0:
-            raise ValueError(f"the unknown threshold T must be in [0, 1], got {self.T}")
+            raise ConfigError(f"the unknown threshold T must be in [0, 1], got {self.T}")
         if not 0.0 <= self.min_quality <= 1.0:
-            raise ValueError(f"min_quality must be in [0, 1], got {self.min_quality}")
+            raise ConfigError(f"min_quality must be in [0, 1], got {self.min_quality}")
 
     def apply(self, config: PostProcessConfig) -> PostProcessConfig:
         """``config`` with this rule's threshold and quality floor."""

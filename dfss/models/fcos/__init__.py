@@ -19,7 +19,9 @@ from dfss.models.fcos.model import (
     fcos_timm,
     make_points,
 )
-from dfss.models.fcos.weights import WeightsLoadReport, load_torchvision_fcos_weights, read_state_dict
+from dfss.models.fcos.weights import load_torchvision_fcos_weights
+from dfss.models.weights import LoadReport as WeightsLoadReport
+from dfss.models.weights import read_state_dict
 
 __all__ = [
     "BOX_HEADS",

@@ -30,6 +30,8 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from dfss.errors import ConfigError
+
 BOX_HEADS = ("scalar", "distribution")
 
 
@@ -105,7 +107,7 @@ class FCOSRegressionHead(nn.Module):
     ) -> None:
         super().__init__()
         if box_head not in BOX_HEADS:
-            raise ValueError(f"box_head must be one of {BOX_HEADS}, got {box_head!r}")
+            raise ConfigError(f"box_head must be one of {BOX_HEADS}, got {box_head!r}")
         if box_head == "distribution" and num_bins < 2:
             raise ValueError(f"the distribution head needs num_bins >= 2, got {num_bins}")
         if norm_layer is None:

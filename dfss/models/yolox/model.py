@@ -20,6 +20,7 @@ from types import MappingProxyType
 import torch
 from torch import Tensor, nn
 
+from dfss.errors import ConfigError
 from dfss.models.outputs import DenseOutputs
 from dfss.models.yolox.head import DEFAULT_PRIOR_PROB, YOLOXHead
 from dfss.models.yolox.pafpn import YOLOPAFPN
@@ -134,7 +135,7 @@ def build_yolox(
     differs (see :func:`~dfss.models.yolox.weights.load_official_checkpoint`).
     """
     if variant not in SIZES:
-        raise ValueError(f"unknown YOLOX variant {variant!r}; choose from {sorted(SIZES)}")
+        raise ConfigError(f"unknown YOLOX variant {variant!r}; choose from {sorted(SIZES)}")
     size = SIZES[variant]
     backbone = YOLOPAFPN(size.depth, size.width, depthwise=size.depthwise, act=act)
     head = YOLOXHead(num_classes, size.width, act=act, depthwise=size.depthwise, prior_prob=prior_prob)

@@ -1,0 +1,89 @@
+"""Callbacks that keep a run resumable: ``last.ckpt`` every N steps and on preemption signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+
+class ResumeCheckpoint(ModelCheckpoint):
+    """Writes ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps and when the job is stopped.
+
+    * Mid-epoch checkpoints hold the data module's position in the epoch, the optimizer, scheduler,
+      EMA and RNG states, so ``ckpt_path=last`` continues exactly where the run was (a ``SIGKILL``
+      loses at most ``every_n_train_steps`` steps).
+    * ``SIGTERM`` (what cluster schedulers send before killing a job) and ``SIGUSR1`` (SLURM's
+      ``--signal=USR1@90``; submitit) finish the current step, write ``last.ckpt`` and stop the run;
+      the command then exits with status 143. Under SLURM with Lightning's auto-requeue on,
+      Lightning's own ``SIGUSR1`` handler (checkpoint + requeue) is left in place.
+
+    The file is written atomically by the trainer's checkpoint I/O (see
+    :mod:`dfss.lit.checkpoint_io`), so a kill during the save leaves the previous ``last.ckpt``.
+    """
+
+    def __init__(
+        self, dirpath: str | Path, every_n_train_steps: int = 500, signals: tuple[str, ...] = ("SIGUSR1",)
+    ):
+        super().__init__(
+            dirpath=dirpath,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=max(int(every_n_train_steps), 0),
+            enable_version_counter=False,
+        )
+        self.signals = tuple(getattr(signal, name) for name in signals)
+        self._previous_handlers: dict[int, Any] = {}
+        self.stopped_by: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(role="resume", every_n_train_steps=self._every_n_train_steps)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self.signals:
+            if signal.getsignal(signum) in (signal.SIG_DFL, None):  # not claimed (e.g. by SLURM requeue)
+                self._previous_handlers[signum] = signal.signal(signum, self._stop_handler(trainer))
+
+    def _stop_handler(self, trainer: L.Trainer) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            log.info("received %s: finishing this step, then saving last.ckpt", signal.Signals(signum).name)
+            self.stopped_by = signum
+            # Lightning's SIGTERM path: the loop raises SIGTERMException after this batch, on every rank.
+            trainer._signal_connector.received_sigterm = True
+
+        return handler
+
+    def _restore_handlers(self) -> None:
+        for signum, previous in self._previous_handlers.items():
+            signal.signal(signum, previous)
+        self._previous_handlers = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore_handlers()
+        if not isinstance(exception, SIGTERMException) or trainer.sanity_checking:
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if trainer.is_global_zero:
+            log.warning(
+                "stopped by a signal at epoch %d, step %d: saved %s; resume with ckpt_path=last "
+                "(and hydra.run.dir=<this run's folder>)",
+                trainer.current_epoch,
+                trainer.global_step,
+                self.last_model_path,
+            )

@@ -1,0 +1,143 @@
+"""Loading third-party weight files (official YOLOX ``.pth``, torchvision FCOS) safely and strictly.
+
+One reader and one loader for every architecture: files are read with
+``torch.load(weights_only=True)`` (a pickled payload is refused, never executed); loading is all or
+nothing: the only tolerated difference is the class predictor when the class count differs, which
+the caller re-initialises and which is reported. Any other missing, unexpected or mis-shaped key is
+a :class:`WeightsError` naming the keys and shapes — there is no silent partial load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dfss.errors import UserError
+
+log = logging.getLogger(__name__)
+MAX_LISTED = 10
+
+
+class WeightsError(UserError, ValueError):
+    """A weights file that cannot be used: unreadable, unsafe, or for another architecture."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """The weights file does not exist."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a weights load did."""
+
+    path: Path
+    num_loaded: int  # tensors copied from the file
+    reinitialized: tuple[str, ...]  # class-predictor keys left out and re-initialised
+    file_num_classes: int | None  # classes of the file's class predictor (None if it has none)
+
+    @property
+    def class_head_reinitialised(self) -> bool:
+        return bool(self.reinitialized)
+
+
+def list_keys(items: list[str]) -> str:
+    """``a, b, c, … (N in all)``: at most :data:`MAX_LISTED` items."""
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f", … ({len(items)} in all)" if len(items) > MAX_LISTED else "")
+
+
+def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = ()) -> dict[str, Tensor]:
+    """The ``name -> tensor`` dict in ``path``: a bare state dict, or one under a ``wrapper_keys`` key."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unsafe pickles, zip errors, text files: several types across versions
+        raise WeightsError(
+            f"{path} is not a loadable PyTorch weights file (read with weights_only=True, so pickled "
+            f"code is refused): {error}"
+        ) from None
+    if isinstance(payload, Mapping):
+        for key in wrapper_keys:
+            if isinstance(payload.get(key), Mapping):
+                payload = payload[key]
+                break
+    if not isinstance(payload, Mapping) or not payload:
+        raise WeightsError(f"{path} holds a {type(payload).__name__}, expected a state dict (name → tensor)")
+    non_tensors = [str(k) for k, v in payload.items() if not isinstance(v, Tensor)]
+    if non_tensors:
+        wrapped = f" or one under {sorted(wrapper_keys)}" if wrapper_keys else ""
+        raise WeightsError(
+            f"{path} is not a bare state dict{wrapped}: entries {list_keys(non_tensors)} are not tensors "
+            "(a training checkpoint? extract its model state dict first)"
+        )
+    return dict(payload)
+
+
+def load_weights(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    class_keys: Iterable[str],
+    reset_class_predictor: Callable[[], None],
+    wrapper_keys: Iterable[str] = (),
+    ignore: Callable[[str], bool] = lambda key: False,
+) -> LoadReport:
+    """Copy the weights in ``path`` into ``model`` (in place), strictly.
+
+    ``class_keys``: the class predictor's keys; when any of them differs in shape (another class
+    count) they are all skipped and ``reset_class_predictor()`` re-initialises them. ``ignore``:
+    keys left out of the comparison on both sides (e.g. ``num_batches_tracked``). The model is
+    untouched when the file does not fit.
+    """
+    path = Path(path)
+    state = {k: v for k, v in read_state_dict(path, wrapper_keys=wrapper_keys).items() if not ignore(k)}
+    expected = {k: v for k, v in model.state_dict().items() if not ignore(k)}
+    class_keys = sorted(k for k in class_keys if k in expected)
+    class_differs = any(k in state and state[k].shape != expected[k].shape for k in class_keys)
+    reinitialized = [k for k in class_keys if k in state] if class_differs else []
+
+    missing = sorted(k for k in expected if k not in state)
+    unexpected = sorted(k for k in state if k not in expected)
+    wrong_shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape and k not in reinitialized
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {list_keys(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {list_keys(unexpected)}")
+    if wrong_shapes:
+        problems.append(f"shape mismatches ({len(wrong_shapes)}): {list_keys(wrong_shapes)}")
+    if problems:
+        raise WeightsError(f"{path} does not fit {type(model).__name__}: " + "; ".join(problems))
+
+    loadable = {k: v for k, v in state.items() if k not in reinitialized}
+    result = model.load_state_dict(loadable, strict=False)
+    left_out = [k for k in result.missing_keys if not ignore(k)]
+    if sorted(left_out) != reinitialized or result.unexpected_keys:  # cannot happen after the checks above
+        raise RuntimeError(f"partial load of {path}: missing {left_out}, unexpected {result.unexpected_keys}")
+    bias = next((state[k] for k in class_keys if k.endswith("bias") and k in state), None)
+    file_num_classes = None if bias is None else int(bias.shape[0])
+    if reinitialized:
+        reset_class_predictor()
+        log.warning(
+            "%s: class predictor re-initialised (%s classes in the file, another count in the model): %s",
+            path,
+            file_num_classes,
+            ", ".join(reinitialized),
+        )
+    return LoadReport(
+        path=path,
+        num_loaded=len(loadable),
+        reinitialized=tuple(reinitialized),
+        file_num_classes=file_num_classes,
+    )

@@ -49,6 +49,11 @@ def exit_on_user_error() -> Iterator[None]:
         message = user_error_message(error)
         if message is None:
             raise
-        logging.getLogger("dfss").error(message)
-        print(f"error: {message}", file=sys.stderr)
+        consoles = [
+            h for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        ]  # fmt: skip
+        logging.getLogger("dfss").error(message)  # Hydra's console and the run's log file
+        if not consoles:
+            print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -18,7 +18,7 @@ from dfss.data.classes import ClassTable
 from dfss.data.coco import CocoDetection
 from dfss.data.errors import DataError
 from dfss.data.mosaic import MosaicMixup
-from dfss.data.sampling import ResumableSampler, SeededDataset
+from dfss.data.sampling import EpochDataLoader, ResumableSampler, SeededDataset
 from dfss.data.transforms import build_eval_transforms, build_train_transforms
 from dfss.data.validate import ValidationResult, validate_coco
 from dfss.errors import ConfigError
@@ -235,7 +235,7 @@ class XrayDataModule(L.LightningDataModule):
                 sampler.resume(self._resume_state["epoch"], done)
                 self._resume_state = None
             dataset = SeededDataset(dataset)
-        return DataLoader(
+        return (EpochDataLoader if train else DataLoader)(
             dataset,
             batch_size=batch_size,
             sampler=sampler,

@@ -11,18 +11,19 @@ Two pieces make the data stream of a run a pure function of ``(seed, epoch, posi
   which worker loads the sample, how many workers there are, or what was loaded before.
 
 The sampler yields ``(index, sample_seed)`` pairs; :class:`SeededDataset` unpacks them.
+:class:`EpochDataLoader` makes sure the sampler knows the epoch before it is asked for indices.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -115,3 +116,32 @@ class SeededDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.dataset[index]
+
+
+class _LazyIterator:
+    """An iterator that creates the real one on the first ``next()``."""
+
+    def __init__(self, start: Callable[[], Iterator[Any]]) -> None:
+        self._start = start
+        self._iterator: Iterator[Any] | None = None
+
+    def __iter__(self) -> _LazyIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            self._iterator = self._start()
+        return next(self._iterator)
+
+
+class EpochDataLoader(DataLoader):
+    """A ``DataLoader`` whose worker processes ask the sampler for indices on the first ``next()``.
+
+    A multi-worker ``DataLoader`` draws its first indices from the sampler as soon as ``iter()`` is
+    called. Lightning creates the training iterator before it calls ``sampler.set_epoch`` for the
+    epoch a resumed run continues in, so the first epoch after a resume would be shuffled as epoch
+    0. Deferring the start until the first batch is requested makes the order follow the epoch.
+    """
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return _LazyIterator(super().__iter__)

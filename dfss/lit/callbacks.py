@@ -48,6 +48,12 @@ class ResumeCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         return self._generate_state_key(role="resume", every_n_train_steps=self._every_n_train_steps)
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if trainer.is_global_zero and self.dirpath is not None:  # left by a kill during a save
+            for stale in Path(self.dirpath).glob(".*.tmp-*"):
+                stale.unlink(missing_ok=True)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
             return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
@@ -49,3 +51,65 @@ def hoist_flags(argv: Sequence[str]) -> list[str]:
     program, *args = argv
     flags = [a for a in args if a in HYDRA_FLAGS_WITHOUT_VALUE]
     return [program, *flags, *(a for a in args if a not in HYDRA_FLAGS_WITHOUT_VALUE)]
+
+
+def _leaf_keys(node: object, prefix: str = "") -> list[str]:
+    if isinstance(node, DictConfig):
+        keys = []
+        for key in node:
+            child = node._get_node(key)
+            full = f"{prefix}{key}"
+            keys.append(full)
+            if isinstance(child, DictConfig):
+                keys.extend(_leaf_keys(child, f"{full}."))
+        return keys
+    return []
+
+
+def suggest_overrides(config_name: str, overrides: Sequence[str]) -> list[str]:
+    """``did you mean`` lines for overrides whose key the composed config does not have.
+
+    Run after Hydra refused a command line: the config is composed with the overrides that choose
+    config groups (``model=...``, ``experiment=...``) and each ``a.b=value`` is looked up; a missing
+    key gets the closest existing keys. Returns nothing when the config cannot be composed.
+    """
+    plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "-", "hydra."))]
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module="dfss.conf", version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=[o for o in plain if _is_group(o)])
+    except Exception:
+        return []
+    keys = _leaf_keys(cfg)
+    lines = []
+    for override in plain:
+        key, value = override.split("=", 1)
+        if key in keys or "." not in key:
+            continue
+        same_depth = [k for k in keys if k.count(".") == key.count(".")]
+        close = difflib.get_close_matches(key, same_depth, n=3, cutoff=0.75)
+        if close:
+            lines.append(
+                f"'{key}' is not a setting; did you mean " + " or ".join(f"{c}={value}" for c in close) + "?"
+            )
+    return lines
+
+
+def _is_group(override: str) -> bool:
+    """``model=fcos_r18`` chooses a config group (a folder of ``dfss/conf``); ``seed=1`` does not."""
+    key = override.split("=", 1)[0]
+    return (resources.files("dfss.conf") / key).is_dir()
+
+
+def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
+    """Run a ``@hydra.main`` app; when Hydra refuses the command line, add ``did you mean`` hints."""
+    import sys
+
+    sys.argv = hoist_flags(sys.argv)
+    try:
+        app()
+    except SystemExit as exit_:
+        if exit_.code == 1:
+            for line in suggest_overrides(config_name, sys.argv[1:]):
+                print(line, file=sys.stderr)
+        raise

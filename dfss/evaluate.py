@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from dfss.config import hoist_flags
+from dfss.config import run_hydra_app
 from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.data.errors import DataError
 from dfss.errors import ConfigError, exit_on_user_error
@@ -182,8 +181,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console entry point; ``-m`` may come before or after the overrides."""
-    sys.argv = hoist_flags(sys.argv)
-    _hydra_main()
+    run_hydra_app(_hydra_main, "eval")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from dfss.config import hoist_flags
+from dfss.config import run_hydra_app
+from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.lit.checkpoints import CheckpointError, load_teacher, read_checkpoint
 from dfss.models.weights import list_keys
@@ -185,6 +186,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if isinstance(datamodule, XrayDataModule):  # before any process is started or any data is read
+        datamodule.batch_size_for(trainer.num_devices * trainer.num_nodes)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     metrics: dict[str, float] = {}
@@ -222,8 +225,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console entry point; ``-m`` may come before or after the overrides."""
-    sys.argv = hoist_flags(sys.argv)
-    _hydra_main()
+    run_hydra_app(_hydra_main, "train")
 
 
 if __name__ == "__main__":

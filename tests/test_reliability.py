@@ -1,8 +1,16 @@
-"""Training that survives bad numbers: real NaN injected into a real training run."""
+"""Training that survives bad numbers and untrusted files: real NaN injected into real training
+runs, real pickled payloads, checkpoints of another model."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -10,8 +18,17 @@ import torch
 from hydra.utils import instantiate
 
 from dfss.config import compose_config
+from dfss.data.datamodule import XrayDataModule
+from dfss.errors import ConfigError
+from dfss.evaluate import run as run_evaluate
+from dfss.lit.checkpoints import CheckpointError, read_checkpoint
 from dfss.lit.guards import NonFiniteLossError
-from dfss.train import build_module
+from dfss.models.fcos import fcos_r18, load_torchvision_fcos_weights
+from dfss.models.weights import WeightsError
+from dfss.models.yolox import load_official_checkpoint, yolox_nano
+from dfss.train import build_module, run
+
+ROOT = Path(__file__).parents[1]
 
 
 def _module_and_trainer(synth_tiny, tmp_path, max_steps):
@@ -80,3 +97,178 @@ def test_bad_settings_fail_while_building_with_the_reason(override, message, syn
     cfg = compose_config("train", [f"data.root={synth_tiny}", "experiment=demo_student", override], tmp_path)
     with pytest.raises(Exception, match=message):
         build_module(cfg, instantiate(cfg.data))
+
+
+# ---- NaN/Inf gradients -------------------------------------------------------------------------
+def _poison_gradients(module, steps_to_poison):
+    """A tensor hook that turns one weight's gradient into NaN on the chosen backward passes
+    (the loss itself stays finite)."""
+    calls = {"n": 0}
+    weight = next(p for n, p in module.model.named_parameters() if n.endswith("cls_logits.weight"))
+
+    def hook(grad):
+        calls["n"] += 1
+        return grad * float("nan") if calls["n"] in steps_to_poison else grad
+
+    return weight.register_hook(hook)
+
+
+def test_nan_gradient_steps_change_nothing_and_are_counted(synth_tiny, tmp_path):
+    module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=2)
+    before = {k: v.clone() for k, v in module.model.named_parameters()}
+    _poison_gradients(module, {1, 2})
+    trainer.fit(module, datamodule=datamodule)
+    assert module.nonfinite.total == 2
+    assert all(torch.equal(before[k], v) for k, v in module.model.named_parameters())
+    assert not trainer.optimizers[0].state  # SGD never stepped: no momentum buffers
+
+
+def test_persistent_nan_gradients_stop_with_an_error_naming_the_parameter(synth_tiny, tmp_path):
+    module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=20)
+    module.nonfinite.max_consecutive = 2
+    _poison_gradients(module, set(range(1, 100)))
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"3 training steps in a row gave a NaN/Inf gradient .*step 2, image ids \[\d+, \d+\], "
+        r"non-finite gradients of \['head\.classification_head\.cls_logits\.weight'\]",
+    ):
+        trainer.fit(module, datamodule=datamodule)
+
+
+# ---- untrusted checkpoints ---------------------------------------------------------------------
+class _Payload:
+    """Pickles as a call to ``os.system``: loading it with plain pickle would run the command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("loader", ["resume", "teacher", "evaluate", "fcos_weights", "yolox_weights"])
+def test_a_pickled_payload_is_refused_not_executed(loader, synth_tiny, tmp_path):
+    marker = tmp_path / "payload-ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "model": {}, "x": _Payload(marker)}, evil)
+    tiny = [f"data.root={synth_tiny}", "data.image_size=128", "data.num_workers=0", "experiment=demo_student"]
+    if loader == "resume":
+        call, error = (
+            lambda: run(compose_config("train", [*tiny, f"ckpt_path={evil}"], tmp_path)),
+            CheckpointError,
+        )
+    elif loader == "teacher":
+        overrides = [*tiny, "experiment=demo_distill", f"teacher.ckpt_path={evil}"]
+        call, error = lambda: run(compose_config("train", overrides, tmp_path)), CheckpointError
+    elif loader == "evaluate":
+        overrides = [f"data.root={synth_tiny}", "data.image_size=128", f"ckpt_path={evil}"]
+        call, error = lambda: run_evaluate(compose_config("eval", overrides, tmp_path)), CheckpointError
+    elif loader == "fcos_weights":
+        call, error = lambda: load_torchvision_fcos_weights(fcos_r18(3), evil), WeightsError
+    else:
+        call, error = lambda: load_official_checkpoint(yolox_nano(3), evil), WeightsError
+    with pytest.raises(error, match=r"weights_only=True.*refused"):
+        call()
+    assert not marker.exists()
+    # The same file really carries code: an unsafe load runs it (this is what the loaders prevent).
+    torch.load(evil, weights_only=False)
+    assert marker.exists()
+
+
+def test_resuming_with_another_models_checkpoint_names_the_mismatched_keys(synth_tiny, tmp_path):
+    tiny = [f"data.root={synth_tiny}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
+            "experiment=demo_student", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1", "test=false", "logger=none"]  # fmt: skip
+    run(compose_config("train", [*tiny, "model.net.fpn_channels=32"], tmp_path / "small"))
+    ckpt = tmp_path / "small" / "checkpoints" / "last.ckpt"
+    with pytest.raises(
+        CheckpointError,
+        match=r"does not fit this run's model .*shape mismatches \(\d+\): model\.backbone\.fpn\..*"
+        r"checkpoint \(32, .*\) vs model \(64, ",
+    ):
+        run(
+            compose_config(
+                "train", [*tiny, "model.net.fpn_channels=64", f"ckpt_path={ckpt}"], tmp_path / "big"
+            )
+        )
+    assert not (tmp_path / "big" / "checkpoints" / "last.ckpt").exists()  # stopped before training
+
+
+# ---- bad configuration: one clear line before any work -----------------------------------------
+def _cli(*overrides: str, cwd: Path, preexec=None, timeout: int = 180) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={cwd}", f"paths.log_dir={cwd}", *overrides],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"},
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, preexec_fn=preexec,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainer.max_epoch=3", "'trainer.max_epoch' is not a setting; did you mean trainer.max_epochs=3"),
+        ("model=fcos_r5", "Could not find 'model/fcos_r5'"),
+    ],
+)
+def test_misspelt_override_or_unknown_model_says_what_would_be_right(override, expected, tmp_path):
+    code, output = _cli(override, cwd=tmp_path)
+    assert code == 1 and expected in output and "Traceback" not in output
+    if override.startswith("model="):
+        assert "fcos_r50" in output and "yolox_s" in output  # the available models are listed
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_bad_setting_is_one_line_on_the_command_line(synth_tiny, tmp_path):
+    code, output = _cli(f"data.root={synth_tiny}", "data.dangerous_supercategories=[dangerus]", cwd=tmp_path)
+    assert code == 2 and "Traceback" not in output
+    message = "dangerous supercategory ['dangerus'] matches no category; the supercategories present are"
+    assert output.count(message) == 1
+    assert not list((tmp_path / "checkpoints").glob("*.ckpt"))
+
+
+def test_global_batch_size_not_divisible_by_devices_fails_before_any_process_starts(synth_tiny, tmp_path):
+    overrides = [f"data.root={synth_tiny}", "data.image_size=128", "experiment=demo_student", "trainer=ddp_sim",
+                 "data.global_batch_size=3"]  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"global_batch_size=3 cannot be split over 2 devices .* such as 2 or 4"
+    ):
+        run(compose_config("train", overrides, tmp_path))
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_global_batch_size_is_split_over_the_devices(synth_tiny):
+    datamodule = XrayDataModule(synth_tiny, batch_size=5, global_batch_size=8)
+    assert datamodule.batch_size_for(1) == 8 and datamodule.batch_size_for(4) == 2
+
+
+# ---- disk --------------------------------------------------------------------------------------
+def test_an_unwritable_run_folder_is_reported_before_any_work(synth_tiny, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    overrides = [f"data.root={synth_tiny}", "experiment=demo_student"]
+    with pytest.raises(ConfigError, match=r"cannot write the run folder .*a-file/run \(Not a directory\)"):
+        run(compose_config("train", overrides, blocker / "run"))
+
+
+def test_a_full_disk_during_checkpointing_is_reported_and_keeps_the_previous_checkpoint(synth_tiny, tmp_path):
+    """A file-size limit (RLIMIT_FSIZE: writes past it fail with EFBIG) stands in for a full disk:
+    the first run checkpoints normally; the resumed run's checkpoint writes fail."""
+    tiny = [f"data.root={synth_tiny}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
+            "experiment=demo_student", "model.net.fpn_channels=32", "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1", "test=false", "logger=csv"]  # fmt: skip
+    code, output = _cli(*tiny, "trainer.max_epochs=1", cwd=tmp_path)
+    assert code == 0, output[-2000:]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write instead of a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, len(before) // 2))
+
+    code, output = _cli(*tiny, "trainer.max_epochs=2", "ckpt_path=last", cwd=tmp_path, preexec=small_files)
+    assert code == 2 and "Traceback" not in output
+    assert re.search(r"could not write checkpoint .*\.ckpt \(File too large\)", output)
+    assert last.read_bytes() == before  # the previous checkpoint is intact ...
+    assert read_checkpoint(last)["global_step"] == 2  # ... and loadable
+    assert not list((tmp_path / "checkpoints").glob(".*.tmp-*"))  # no partial file left behind

@@ -207,9 +207,12 @@ class XrayDataModule(L.LightningDataModule):
     @property
     def device_batch_size(self) -> int:
         """Training batch size of one device: ``batch_size``, or ``global_batch_size`` split evenly."""
+        return self.batch_size_for(self._world()[0])
+
+    def batch_size_for(self, world: int) -> int:
+        """The per-device training batch size with ``world`` processes (a clear error if it cannot be)."""
         if self.global_batch_size is None:
             return self.batch_size
-        world, _ = self._world()
         if self.global_batch_size % world:
             lower = self.global_batch_size // world * world
             raise ConfigError(

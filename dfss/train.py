@@ -6,10 +6,12 @@ directly with a composed config.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from rich.table import Table
 
 from dfss.config import run_hydra_app
 from dfss.data.datamodule import XrayDataModule
-from dfss.errors import ConfigError, exit_on_user_error
+from dfss.errors import ConfigError, UserError, exit_on_user_error
 from dfss.lit.checkpoints import CheckpointError, load_teacher, read_checkpoint
 from dfss.models.weights import list_keys
 
@@ -174,6 +176,25 @@ def print_summary(metrics: dict[str, float], output_dir: str, best: str | None) 
     Console().print(f"run folder: {output_dir}" + (f"\nbest checkpoint: {best}" if best else ""))
 
 
+class DataWorkerDiedError(UserError, RuntimeError):
+    """A DataLoader worker process died (killed by the system, usually for memory)."""
+
+
+@contextlib.contextmanager
+def explain_worker_death() -> Iterator[None]:
+    """PyTorch's "DataLoader worker (pid X) exited unexpectedly", with the likely cause and the fix."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "DataLoader worker" not in str(error) or "exited unexpectedly" not in str(error):
+            raise
+        raise DataWorkerDiedError(
+            f"{str(error).rstrip('. ')}. It was killed from outside, most often by the system running out "
+            "of memory (see `dmesg`); lower data.num_workers or data.batch_size, then resume with "
+            "ckpt_path=last"
+        ) from error
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as ``cfg`` says; returns the final metrics."""
     check_output_folders(cfg)
@@ -195,7 +216,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         resume = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
         if resume is not None:
             check_resumable(resume, module)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        with explain_worker_death():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -204,7 +226,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tested = (
             best if cfg.get("train", True) else resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
         )
-        trainer.test(module, datamodule=datamodule, ckpt_path=tested)
+        with explain_worker_death():
+            trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics = {k: v for k, v in metrics.items() if not math.isnan(v)}
     print_summary(metrics, cfg.paths.output_dir, best)

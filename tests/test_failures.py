@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfss.train import run
+from dfss.train import DataWorkerDiedError, run
 from tests.conftest import compose_config
 
 ROOT = Path(__file__).parents[1]
@@ -215,7 +215,8 @@ def test_ddp_script_rank_failure_exits_nonzero_with_the_message(synth_tiny, tmp_
 # ---- 2. a DataLoader worker dies ---------------------------------------------------------------
 def test_killed_dataloader_worker_stops_training_with_its_pid(synth_tiny, tmp_path):
     """data.num_workers=2; at the 2nd training batch one worker gets a real SIGKILL. The run must
-    stop with a RuntimeError naming the DataLoader worker and its pid, and leave no worker behind."""
+    stop with an error naming the DataLoader worker and its pid, saying the likely cause and what to
+    change, and leave no worker behind."""
     pid_file = tmp_path / "killed.pid"
     overrides = _tiny(synth_tiny, ["data.num_workers=2", "trainer.limit_train_batches=3",
                                    "++trainer.num_sanity_val_steps=0",  # only the training loader's workers exist
@@ -223,13 +224,14 @@ def test_killed_dataloader_worker_stops_training_with_its_pid(synth_tiny, tmp_pa
                                    f"+callbacks.kill.pid_file={pid_file}"])  # fmt: skip
     cfg = compose_config("train", overrides, tmp_path)
     start = time.monotonic()
-    with _deadline(120), pytest.raises(RuntimeError, match=r"DataLoader worker") as raised:
+    with _deadline(120), pytest.raises(DataWorkerDiedError, match=r"DataLoader worker") as raised:
         run(cfg)
     elapsed = time.monotonic() - start
     pid = int(pid_file.read_text())
     assert re.search(rf"DataLoader worker \(pid(\(s\))? [\d, ]*\b{pid}\b", str(raised.value)), str(
         raised.value
     )
+    assert "running out of memory" in str(raised.value) and "lower data.num_workers" in str(raised.value)
     assert elapsed < 120
     assert _wait_until(lambda: not multiprocessing.active_children()), multiprocessing.active_children()
 

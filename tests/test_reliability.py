@@ -4,9 +4,11 @@ runs, real pickled payloads, checkpoints of another model."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from hydra.utils import instantiate
 
 from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
+from dfss.data.errors import DataError
 from dfss.errors import ConfigError
 from dfss.evaluate import run as run_evaluate
 from dfss.lit.checkpoints import CheckpointError, read_checkpoint
@@ -272,3 +275,42 @@ def test_a_full_disk_during_checkpointing_is_reported_and_keeps_the_previous_che
     assert last.read_bytes() == before  # the previous checkpoint is intact ...
     assert read_checkpoint(last)["global_step"] == 2  # ... and loadable
     assert not list((tmp_path / "checkpoints").glob(".*.tmp-*"))  # no partial file left behind
+
+
+# ---- bad data during training ------------------------------------------------------------------
+@pytest.fixture
+def decays_after_checks(synth_tiny, tmp_path) -> tuple[Path, str, int]:
+    """A copy of the tiny set whose first training image is truncated behind an intact header: it
+    passes a header-only check at set-up and fails when training decodes it."""
+    root = tmp_path / "data"
+    shutil.copytree(synth_tiny, root)
+    info = json.loads((root / "annotations" / "train.json").read_text())["images"][0]
+    image = root / "images" / "train" / info["file_name"]
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    return root, info["file_name"], info["id"]
+
+
+def _fit_one_epoch(root: Path, out: Path, on_error: str) -> None:
+    overrides = [f"data.root={root}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
+                 "data.image_check=header", f"data.on_error={on_error}", "experiment=demo_student",
+                 "model.net.fpn_channels=32", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+                 "test=false", "logger=none"]  # fmt: skip
+    run(compose_config("train", overrides, out))
+
+
+def test_an_image_unreadable_during_training_fails_naming_it(decays_after_checks, tmp_path):
+    root, file_name, image_id = decays_after_checks
+    with pytest.raises(
+        DataError, match=rf"unreadable or corrupt image file .*{file_name} \(image id {image_id}\)"
+    ):
+        _fit_one_epoch(root, tmp_path / "run", "fail")
+
+
+def test_an_image_unreadable_during_training_is_skipped_and_reported(decays_after_checks, tmp_path):
+    root, file_name, image_id = decays_after_checks
+    _fit_one_epoch(root, tmp_path / "run", "skip")
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # the epoch completed
+    events = [json.loads(line) for line in (tmp_path / "run" / "data_skipped_during_training.jsonl").open()]
+    assert (
+        len(events) == 1 and file_name in events[0]["error"] and f"image id {image_id}" in events[0]["error"]
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -23,8 +24,45 @@ from dfss.data.transforms import build_eval_transforms, build_train_transforms
 from dfss.data.validate import ValidationResult, validate_coco
 from dfss.errors import ConfigError
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 STAGE_OF_SPLIT = {"train": "fit", "val": "validate", "test": "test"}  # the setup() stage that loads a split
+
+
+class SkipUnreadable(Dataset):
+    """Training samples whose image cannot be read at load time are replaced, logged and reported.
+
+    Validation at set-up checks every file, but a file can change or vanish during a days-long run
+    (or be checked with ``image_check=header`` only). With ``on_error=skip`` such a sample is
+    replaced by the next readable one; each replacement is logged as a warning and appended as one
+    json line (file, image id, error) to ``report_path`` — nothing is dropped silently. With
+    ``on_error=fail`` the loader is not wrapped and the error names the file and image id.
+    """
+
+    MAX_TRIES = 16
+
+    def __init__(self, dataset: Dataset, report_path: Path | None) -> None:
+        self.dataset = dataset
+        self.report_path = report_path
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        for offset in range(self.MAX_TRIES):
+            try:
+                return self.dataset[(index + offset) % len(self)]
+            except DataError as error:
+                log.warning("skipping a training sample: %s", error)
+                if self.report_path is not None:
+                    self.report_path.parent.mkdir(parents=True, exist_ok=True)
+                    with open(self.report_path, "a", encoding="utf-8") as f:  # one line per event (O_APPEND)
+                        f.write(
+                            json.dumps({"index": (index + offset) % len(self), "error": str(error)}) + "\n"
+                        )
+        raise DataError(
+            f"{self.MAX_TRIES} training images in a row could not be read (last at index {index})"
+        )
 
 
 class XrayDataModule(L.LightningDataModule):
@@ -35,7 +73,10 @@ class XrayDataModule(L.LightningDataModule):
     :func:`dfss.data.validate.validate_coco`: with ``on_error="fail"`` (default) anything that
     would lose data raises a :class:`~dfss.data.validate.DataValidationError` listing every problem;
     with ``"skip"`` those images/annotations are dropped and the report is logged and written to
-    ``report_dir/data_report_<split>.json``. All splits must share the same known classes.
+    ``report_dir/data_report_<split>.json``. A training image that becomes unreadable after
+    set-up fails the run naming it (``fail``) or is replaced by the next one and reported in
+    ``report_dir/data_skipped_during_training.jsonl`` (``skip``, see :class:`SkipUnreadable`).
+    All splits must share the same known classes.
 
     ``batch_size`` is per device (per DDP process); Lightning gives each rank its own shard of the
     training set through a ``DistributedSampler``. Transforms default to
@@ -237,6 +278,9 @@ class XrayDataModule(L.LightningDataModule):
                 done = self._resume_state["batches_done"] * batch_size
                 sampler.resume(self._resume_state["epoch"], done)
                 self._resume_state = None
+            if self.on_error == "skip":
+                report = self.report_dir / "data_skipped_during_training.jsonl" if self.report_dir else None
+                dataset = SkipUnreadable(dataset, report)
             dataset = SeededDataset(dataset)
         return (EpochDataLoader if train else DataLoader)(
             dataset,

@@ -182,11 +182,15 @@ class DataWorkerDiedError(UserError, RuntimeError):
 
 @contextlib.contextmanager
 def explain_worker_death() -> Iterator[None]:
-    """PyTorch's "DataLoader worker (pid X) exited unexpectedly", with the likely cause and the fix."""
+    """PyTorch's "DataLoader worker (pid X) is killed by signal" / "exited unexpectedly", with the
+    likely cause and the fix."""
     try:
         yield
     except RuntimeError as error:
-        if "DataLoader worker" not in str(error) or "exited unexpectedly" not in str(error):
+        message = str(error)
+        if "DataLoader worker" not in message or not (
+            "exited unexpectedly" in message or "killed" in message
+        ):
             raise
         raise DataWorkerDiedError(
             f"{str(error).rstrip('. ')}. It was killed from outside, most often by the system running out "

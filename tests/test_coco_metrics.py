@@ -10,6 +10,7 @@ from pycocotools.cocoeval import COCOeval
 
 from dfss.data.classes import ClassTable
 from dfss.data.coco import coco_from_dict
+from dfss.data.errors import DataError
 from dfss.eval.coco_metrics import evaluate_coco
 from tests.conftest import CATEGORIES  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
 
@@ -90,7 +91,7 @@ def test_empty_predictions_score_zero_and_bad_category_ids_are_refused():
     table = ClassTable.from_categories(CATEGORIES)
     result = evaluate_coco(_gt(), [], table)
     assert result.metrics["map"] == 0.0 and all(c.ap == 0.0 for c in result.per_class)
-    with pytest.raises(ValueError, match=r"category ids \[99\]"):
+    with pytest.raises(DataError, match=r"category ids \[99\]"):
         evaluate_coco(_gt(), [{"image_id": 1, "category_id": 99, "bbox": [0, 0, 1, 1], "score": 1.0}], table)
 
 

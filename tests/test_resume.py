@@ -145,3 +145,41 @@ def test_resuming_a_missing_last_checkpoint_is_a_one_line_error(synth_tiny, tmp_
     output = done.stdout + done.stderr
     assert "Traceback" not in output
     assert output.count(f"ckpt_path=last, but {tmp_path}/checkpoints/last.ckpt does not exist") == 1
+
+
+SAVE_FOREVER = """
+import sys, torch
+from dfss.lit.checkpoint_io import save_atomic
+path = sys.argv[1]
+save_atomic({"global_step": 1, "w": torch.zeros(10)}, path)
+print("first saved", flush=True)
+big = {"global_step": 2, "w": torch.randn(64, 1024, 1024)}  # 256 MB: a save takes a while
+while True:
+    save_atomic(big, path)
+"""
+
+
+def test_sigkill_during_a_checkpoint_save_leaves_the_previous_file_intact(tmp_path):
+    target = tmp_path / "last.ckpt"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SAVE_FOREVER, str(target)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout.readline().strip() == "first saved"
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 1_000_000 for p in tmp_path.glob(".last.ckpt.tmp-*")):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.001)
+        process.send_signal(signal.SIGKILL)  # in the middle of writing the 256 MB checkpoint
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stdout.close()
+    assert list(tmp_path.glob(".last.ckpt.tmp-*")), "the kill did not land during a save"
+    checkpoint = read_checkpoint(target)  # complete and loadable: the first save
+    assert checkpoint["global_step"] == 1 and checkpoint["w"].shape == (10,)

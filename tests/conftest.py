@@ -99,3 +99,33 @@ def synth_tiny(tmp_path_factory) -> Path:
 
 
 compose_config = dfss_config.compose_config  # re-exported for the tests
+
+
+def tiny_train_overrides(root: Path, extra: list[str] = ()) -> list[str]:
+    """Overrides that shrink any training experiment to seconds on a CPU."""
+    return [
+        f"data.root={root}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.mosaic_prob=0.0",
+        "data.mixup_prob=0.0",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=1",
+        "logger=csv",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on 2 shared cores, competing threads make training tests several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from dfss.train import DataWorkerDiedError, run
-from tests.conftest import compose_config
+from tests.conftest import compose_config, tiny_train_overrides
 
 ROOT = Path(__file__).parents[1]
 HELPERS = "tests.failure_helpers"
@@ -32,32 +31,17 @@ TRAIN_TIMEOUT_S = 180  # a tiny run takes 10-20 s on 2 CPU cores; anything near 
 
 
 def _tiny(root: Path, extra: list[str] = ()) -> list[str]:
-    """Overrides that shrink the demo student to seconds on a CPU (as in tests/test_train.py)."""
-    return [
+    """The demo student shrunk to seconds on a CPU."""
+    small = [
         "experiment=demo_student",
-        f"data.root={root}",
-        "data.image_size=128",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        "data.mosaic_prob=0.0",
-        "data.mixup_prob=0.0",
         "model.net.fpn_channels=32",
-        "trainer=cpu",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
         "trainer.limit_val_batches=1",
         "test=false",
-        "logger=csv",
-        *extra,
     ]
+    return tiny_train_overrides(root, [*small, *extra])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- watchdogs ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ runs, real pickled payloads, checkpoints of another model."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -45,26 +46,31 @@ def _module_and_trainer(synth_tiny, tmp_path, max_steps):
     return module, trainer, datamodule
 
 
-def _poison(module, steps_to_poison):
-    """A forward hook that turns the model's class logits into NaN on the chosen forward calls."""
-    calls = {"n": 0}
+def _poison(module, steps_to_poison, where="loss"):
+    """Real NaN on the chosen calls: in the class logits (a forward hook: the loss is NaN), or in one
+    weight's gradient (a tensor hook: the loss stays finite, the gradient does not)."""
+    calls = itertools.count(1)
+    if where == "loss":
 
-    def hook(_model, _inputs, outputs):
-        calls["n"] += 1
-        if calls["n"] in steps_to_poison:
-            return dataclasses.replace(outputs, cls_logits=outputs.cls_logits * float("nan"))
-        return outputs
+        def hook(_model, _inputs, outputs):
+            if next(calls) in steps_to_poison:
+                return dataclasses.replace(outputs, cls_logits=outputs.cls_logits * float("nan"))
+            return outputs
 
-    return module.model.register_forward_hook(hook)
+        return module.model.register_forward_hook(hook)
+    weight = next(p for n, p in module.model.named_parameters() if n.endswith("cls_logits.weight"))
+    return weight.register_hook(lambda grad: grad * float("nan") if next(calls) in steps_to_poison else grad)
 
 
-def test_nan_steps_leave_the_weights_untouched_and_are_counted(synth_tiny, tmp_path):
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_nan_steps_leave_the_weights_untouched_and_are_counted(where, synth_tiny, tmp_path):
     module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=2)
     before = {k: v.clone() for k, v in module.model.named_parameters()}
-    _poison(module, {1, 2})
+    _poison(module, {1, 2}, where)
     trainer.fit(module, datamodule=datamodule)
     assert module.nonfinite.total == 2
     assert all(torch.equal(before[k], v) for k, v in module.model.named_parameters())
+    assert not trainer.optimizers[0].state  # SGD never stepped: no momentum buffers
 
 
 def test_training_goes_on_after_a_nan_step(synth_tiny, tmp_path):
@@ -75,17 +81,6 @@ def test_training_goes_on_after_a_nan_step(synth_tiny, tmp_path):
     assert module.nonfinite.total == 1 and module.nonfinite.consecutive == 0
     assert any(not torch.equal(before[k], v) for k, v in module.model.named_parameters())
     assert all(torch.isfinite(p).all() for p in module.model.parameters())
-
-
-def test_persistent_nan_stops_with_an_error_naming_step_images_and_parts(synth_tiny, tmp_path):
-    module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=20)
-    module.nonfinite.max_consecutive = 2
-    _poison(module, set(range(1, 100)))
-    with pytest.raises(
-        NonFiniteLossError,
-        match=r"3 training steps in a row .*step 2, image ids \[\d+, \d+\], non-finite parts \[.*'loss_cls'",
-    ):
-        trainer.fit(module, datamodule=datamodule)
 
 
 @pytest.mark.parametrize(
@@ -102,39 +97,22 @@ def test_bad_settings_fail_while_building_with_the_reason(override, message, syn
         build_module(cfg, instantiate(cfg.data))
 
 
-# ---- NaN/Inf gradients -------------------------------------------------------------------------
-def _poison_gradients(module, steps_to_poison):
-    """A tensor hook that turns one weight's gradient into NaN on the chosen backward passes
-    (the loss itself stays finite)."""
-    calls = {"n": 0}
-    weight = next(p for n, p in module.model.named_parameters() if n.endswith("cls_logits.weight"))
-
-    def hook(grad):
-        calls["n"] += 1
-        return grad * float("nan") if calls["n"] in steps_to_poison else grad
-
-    return weight.register_hook(hook)
-
-
-def test_nan_gradient_steps_change_nothing_and_are_counted(synth_tiny, tmp_path):
-    module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=2)
-    before = {k: v.clone() for k, v in module.model.named_parameters()}
-    _poison_gradients(module, {1, 2})
-    trainer.fit(module, datamodule=datamodule)
-    assert module.nonfinite.total == 2
-    assert all(torch.equal(before[k], v) for k, v in module.model.named_parameters())
-    assert not trainer.optimizers[0].state  # SGD never stepped: no momentum buffers
-
-
-def test_persistent_nan_gradients_stop_with_an_error_naming_the_parameter(synth_tiny, tmp_path):
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("loss", r"3 training steps in a row gave a NaN/Inf loss .*step 2, image ids \[\d+, \d+\], "
+                 r"non-finite parts \[.*'loss_cls'"),
+        ("gradient", r"3 training steps in a row gave a NaN/Inf gradient .*step 2, image ids \[\d+, \d+\], "
+                     r"non-finite gradients of \['head\.classification_head\.cls_logits\.weight'\]"),
+    ],
+)  # fmt: skip
+def test_persistent_nan_stops_with_an_error_naming_step_images_and_parts(
+    where, message, synth_tiny, tmp_path
+):
     module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=20)
     module.nonfinite.max_consecutive = 2
-    _poison_gradients(module, set(range(1, 100)))
-    with pytest.raises(
-        NonFiniteLossError,
-        match=r"3 training steps in a row gave a NaN/Inf gradient .*step 2, image ids \[\d+, \d+\], "
-        r"non-finite gradients of \['head\.classification_head\.cls_logits\.weight'\]",
-    ):
+    _poison(module, set(range(1, 100)), where)
+    with pytest.raises(NonFiniteLossError, match=message):
         trainer.fit(module, datamodule=datamodule)
 
 

@@ -15,37 +15,17 @@ from dfss.data.datamodule import XrayDataModule
 from dfss.lit import DistillModule, StudentModule, TeacherModule
 from dfss.lit.checkpoints import read_checkpoint
 from dfss.train import build_module, run
-from tests.conftest import compose_config
+from tests.conftest import compose_config, tiny_train_overrides
 
 ROOT = Path(__file__).parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "dfss" / "conf" / "experiment").glob("*.yaml"))
 
 
 def _tiny(root: Path, extra: list[str] = ()) -> list[str]:
-    """Overrides that shrink any experiment to seconds on a CPU."""
-    return [
-        f"data.root={root}",
-        "data.image_size=128",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        "data.mosaic_prob=0.0",
-        "data.mixup_prob=0.0",
-        "trainer=cpu",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=2",
-        "trainer.limit_test_batches=1",
-        "logger=csv",
-        *extra,
-    ]
+    return tiny_train_overrides(root, extra)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

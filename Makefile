@@ -53,7 +53,7 @@ format: install ## Format the code with ruff
 	$(BIN)/ruff format .
 
 bench: install ## Run the benchmarks under bench/ (each prints a table and JSON lines)
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean: ## Remove caches and run outputs (keeps .venv and data/)
 	rm -rf .pytest_cache .ruff_cache logs outputs wandb

@@ -31,21 +31,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import datetime
-import gc
 import json
 import os
-import platform
-import re
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 import torch
-import torchvision
+from _common import PeakMemory, device_name, machine, release_memory, time_calls
 from torch import Tensor, nn
 from torchvision.models.detection import fcos_resnet50_fpn
 
@@ -123,72 +117,8 @@ def make_inputs(settings: Settings, seed: int = 0) -> Inputs:
     return Inputs(images, boxes, labels)
 
 
-# ---- timing and memory --------------------------------------------------------------------------
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_steps(step: Callable[[], object], settings: Settings) -> list[float]:
-    """Seconds of each timed call of ``step`` after ``settings.warmup`` untimed calls."""
-    for _ in range(settings.warmup):
-        step()
-    synchronize(settings.device)
-    seconds = []
-    for _ in range(settings.steps):
-        start = time.perf_counter()
-        step()
-        synchronize(settings.device)
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            match = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.MULTILINE)
-    except OSError:
-        return None
-    return int(match.group(1)) if match else None
-
-
-def release_memory(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif platform.system() == "Linux":
-        # Hand freed heap pages back to the OS so the next RSS baseline is not inflated.
-        with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-class PeakMemory:
-    """Peak memory of one phase in MiB: CUDA allocator peak, or the rise of the process peak RSS."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.mib: float | None = None
-        self._start_kib: int | None = None
-
-    def __enter__(self) -> PeakMemory:
-        release_memory(self.device)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            try:  # "5" resets VmHWM (peak RSS) to the current RSS (Linux >= 4.0)
-                with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-                    f.write("5")
-                self._start_kib = _proc_status_kib("VmRSS")
-            except OSError:
-                self._start_kib = None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20
-        elif self._start_kib is not None:
-            peak = _proc_status_kib("VmHWM")
-            self.mib = None if peak is None else max(peak - self._start_kib, 0) / 1024
+def time_settings(step: Callable[[], object], settings: Settings) -> list[float]:
+    return time_calls(step, settings.device, settings.warmup, settings.steps)
 
 
 # ---- the steps ----------------------------------------------------------------------------------
@@ -283,9 +213,9 @@ def measure(name: str, settings: Settings, inputs: Inputs) -> dict:
 
     model.eval()
     with PeakMemory(settings.device) as infer_memory:
-        infer_s = time_steps(lambda: runner.infer(inputs.images), settings)
+        infer_s = time_settings(lambda: runner.infer(inputs.images), settings)
     num_detections = int(runner.infer(inputs.images))
-    latency_s = time_steps(lambda: runner.infer(inputs.images[:1]), settings)
+    latency_s = time_settings(lambda: runner.infer(inputs.images[:1]), settings)
 
     model.train()
     optimizer = make_optimizer(model)
@@ -295,7 +225,7 @@ def measure(name: str, settings: Settings, inputs: Inputs) -> dict:
         last_loss["loss"] = runner.train_step(inputs, optimizer)
 
     with PeakMemory(settings.device) as train_memory:
-        train_s = time_steps(train_step, settings)
+        train_s = time_settings(train_step, settings)
     final_loss = float(last_loss["loss"])
     train_med, infer_med, latency_med = (statistics.median(s) for s in (train_s, infer_s, latency_s))
     return {
@@ -325,35 +255,11 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 # ---- report -------------------------------------------------------------------------------------
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
-        if match:
-            return f"CPU {match.group(1).strip()}"
-    except OSError:
-        pass
-    return f"CPU {platform.processor() or platform.machine()}"
-
-
 def header(settings: Settings) -> dict:
-    import timm
-
     return {
         "bench": "models_speed_header",
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": device_name(settings.device),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "load_avg_1m_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "cpus_available": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        **machine(),
         "image_size": settings.image_size,
         "batch_size": settings.batch_size,
         "num_classes": settings.num_classes,

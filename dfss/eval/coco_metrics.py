@@ -15,6 +15,7 @@ in the class table, ``map_s, map50_s`` (``nan`` when ``s`` has no ground truth i
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import math
 from collections.abc import Sequence
@@ -57,6 +58,50 @@ class CocoMetrics:
         return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _no_gc():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _faster_index(gt: COCO):
+    """faster-coco-eval's index of the ground truth, built once per ``gt`` (every epoch reuses it)."""
+    from faster_coco_eval import COCO as FCOCO
+
+    cached = getattr(gt, "_dfss_faster_index", None)
+    if cached is None or cached.dataset is not gt.dataset:
+        cached = FCOCO()
+        cached.dataset = gt.dataset
+        cached.createIndex()
+        gt._dfss_faster_index = cached
+    return cached
+
+
+def _faster_results(fgt, results: Sequence[dict]):
+    """The results as a faster-coco-eval index, built directly: ``loadRes`` would also make a
+    polygon per box (unused for bbox evaluation) and mutate the caller's dicts; this takes about a
+    third of its time and copies instead."""
+    from faster_coco_eval import COCO as FCOCO
+
+    missing = {r["image_id"] for r in results} - set(fgt.imgs)
+    if missing:
+        raise DataError(f"predictions for image ids {sorted(missing)[:10]} that are not in the ground truth")
+    annotations = [
+        {**r, "area": r["bbox"][2] * r["bbox"][3], "id": i, "iscrowd": 0}
+        for i, r in enumerate(results, start=1)
+    ]
+    index = FCOCO()
+    index.dataset = {"images": fgt.dataset["images"], "categories": fgt.dataset["categories"],
+                     "annotations": annotations}  # fmt: skip
+    index.createIndex()
+    return index
+
+
 def _run_cocoeval(gt: COCO, results: Sequence[dict], backend: str, image_ids: Sequence[int] | None):
     """Evaluate + accumulate + summarize quietly; returns the evaluator."""
     with contextlib.redirect_stdout(io.StringIO()):
@@ -68,14 +113,10 @@ def _run_cocoeval(gt: COCO, results: Sequence[dict], backend: str, image_ids: Se
             )  # loadRes writes into its input
             evaluator = COCOeval(gt, dt, iouType="bbox")
         else:
-            from faster_coco_eval import COCO as FCOCO
             from faster_coco_eval import COCOeval_faster
 
-            fgt = FCOCO()
-            fgt.dataset = gt.dataset
-            fgt.createIndex()
-            dt = fgt.loadRes([dict(r) for r in results]) if results else FCOCO()
-            evaluator = COCOeval_faster(fgt, dt, iouType="bbox")
+            fgt = _faster_index(gt)
+            evaluator = COCOeval_faster(fgt, _faster_results(fgt, results), iouType="bbox")
         if image_ids is not None:
             evaluator.params.imgIds = sorted(image_ids)
         evaluator.evaluate()
@@ -109,7 +150,8 @@ def evaluate_coco(
     bad = sorted({r["category_id"] for r in results} - gt_cat_ids)
     if bad:
         raise DataError(f"predictions use category ids {bad} that the ground truth does not define")
-    evaluator = _run_cocoeval(gt, results, backend, image_ids)
+    with _no_gc():  # millions of small dicts: the cyclic collector would rescan them again and again
+        evaluator = _run_cocoeval(gt, results, backend, image_ids)
     stats = [float(s) for s in evaluator.stats[: len(_SUMMARY_KEYS)]]
     metrics = {k: (math.nan if s < 0 else s) for k, s in zip(_SUMMARY_KEYS, stats, strict=True)}
     precision = evaluator.eval["precision"]  # [T, R, K, A, M]; area "all" = 0, maxDets 100 = -1

@@ -4,6 +4,7 @@ import contextlib
 import io
 import math
 
+import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -102,3 +103,40 @@ def test_supercategory_without_ground_truth_is_nan():
     result = evaluate_coco(coco_from_dict(data), PREDICTIONS[:2], ClassTable.from_categories(CATEGORIES))
     assert math.isnan(result.metrics["map_unknown"])
     assert result.metrics["map_dangerous"] == pytest.approx(1.0)
+
+
+def test_backends_agree_on_a_random_crowded_set_and_inputs_are_not_modified():
+    """faster-coco-eval (results index built by DFSS) gives pycocotools' numbers on 40 images with
+    up to 60 detections each, and neither backend changes the caller's prediction dicts."""
+    rng = np.random.default_rng(0)
+    images = [{"id": i, "file_name": f"{i}.png", "width": 200, "height": 150} for i in range(1, 41)]
+    cat_ids = [c["id"] for c in CATEGORIES]
+    annotations, predictions = [], []
+    for image in images:
+        for _ in range(int(rng.integers(0, 6))):
+            x, y, w, h = rng.uniform(0, 120), rng.uniform(0, 90), rng.uniform(4, 80), rng.uniform(4, 60)
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "iscrowd": 0,
+                                "category_id": int(rng.choice(cat_ids)), "bbox": [x, y, w, h], "area": w * h})  # fmt: skip
+            jitter = rng.normal(0, 3, 4)
+            predictions.append({"image_id": image["id"], "category_id": annotations[-1]["category_id"],
+                                "bbox": [x + jitter[0], y + jitter[1], w, h], "score": float(rng.uniform(0.2, 1))})  # fmt: skip
+        for _ in range(int(rng.integers(0, 60))):
+            predictions.append({"image_id": image["id"], "category_id": int(rng.choice(cat_ids)),
+                                "bbox": [*rng.uniform(0, 100, 2), *rng.uniform(4, 60, 2)], "score": float(rng.random())})  # fmt: skip
+    gt = coco_from_dict({"images": images, "annotations": annotations, "categories": CATEGORIES})
+    table = ClassTable.from_categories(CATEGORIES)
+    before = [dict(p) for p in predictions]
+    ours = evaluate_coco(gt, predictions, table, backend="faster_coco_eval")
+    theirs = evaluate_coco(gt, predictions, table, backend="pycocotools")
+    assert predictions == before
+    assert ours.metrics == pytest.approx(theirs.metrics, abs=1e-12, nan_ok=True)
+    assert 0.05 < ours.metrics["map50"] < 0.95  # a non-trivial case
+    assert [c.ap for c in ours.per_class] == pytest.approx([c.ap for c in theirs.per_class], abs=1e-12)
+
+
+def test_predictions_for_unknown_images_are_refused_by_both_backends():
+    table = ClassTable.from_categories(CATEGORIES)
+    stray = [{"image_id": 999, "category_id": 3, "bbox": [1, 1, 5, 5], "score": 0.5}]
+    for backend in ("faster_coco_eval", "pycocotools"):
+        with pytest.raises(DataError, match=r"image ids \[999\]"):
+            evaluate_coco(_gt(), stray, table, backend=backend)

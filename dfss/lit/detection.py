@@ -79,6 +79,7 @@ class DetectionModule(L.LightningModule):
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps) if max_nonfinite_steps is not None else None
         self._step_ok = True
         self._batch_image_ids: Tensor | None = None
+        self._step_losses: dict[str, Tensor] = {}
         self.last_metrics: dict[str, CocoMetrics] = {}
 
     # ---- training ------------------------------------------------------------------------------
@@ -88,15 +89,11 @@ class DetectionModule(L.LightningModule):
     def compute_losses(self, outputs: DenseOutputs, batch: DetectionBatch) -> dict[str, Tensor]:
         return self.criterion(outputs, batch.boxes, batch.labels)
 
-    def training_step(self, batch: DetectionBatch, batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: DetectionBatch, batch_idx: int) -> Tensor:
         losses = self.compute_losses(self.model(batch.images), batch)
         self._batch_image_ids = batch.image_ids
+        self._step_losses = losses
         self._step_ok = True
-        if self.nonfinite is not None:
-            self._step_ok = self.nonfinite.allows(losses, self.global_step, batch.image_ids)
-            self.log("train/skipped_steps", float(self.nonfinite.total), batch_size=len(batch))
-            if not self._step_ok:
-                return None  # Lightning skips backward; with no gradients the optimizer changes nothing
         parts = {f"train/{k}": v.detach() for k, v in losses.items() if k.startswith("loss_")}
         self.log_dict(parts, batch_size=len(batch), on_step=True, on_epoch=True)
         self.log(
@@ -113,12 +110,15 @@ class DetectionModule(L.LightningModule):
         return losses["loss"]
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """NaN/Inf gradients: drop them all, so the optimizer step changes nothing (and count it)."""
-        if self.nonfinite is None or not self._step_ok:
+        """A NaN/Inf loss or gradient: drop every gradient, so the optimizer step changes nothing."""
+        if self.nonfinite is None:
             return
         named = [(n, p.grad) for n, p in self.model.named_parameters() if p.grad is not None]
-        if not self.nonfinite.allows_gradients(named, self.global_step, self._batch_image_ids):
-            self._step_ok = False
+        self._step_ok = self.nonfinite.allows_step(
+            self._step_losses, named, self.global_step, self._batch_image_ids
+        )
+        self.log("train/skipped_steps", float(self.nonfinite.total), batch_size=len(self._batch_image_ids))
+        if not self._step_ok:
             optimizer.zero_grad(set_to_none=True)  # parameters without gradients are not updated
 
     def optimizer_step(

@@ -26,39 +26,42 @@ def _ids(image_ids: Tensor | Sequence[int]) -> list[int]:
 class NonFiniteGuard:
     """Decides per step whether a step may update the weights.
 
-    A step whose total loss is NaN/Inf (checked before backward) or whose gradients hold a NaN/Inf
-    (checked before the optimizer step) is skipped — no weight, optimizer or EMA update — and
-    counted. After more than ``max_consecutive`` bad steps in a row training stops with an error
+    A step whose total loss or gradients hold a NaN/Inf (one check after backward, before the
+    optimizer step) is skipped — no weight, optimizer or EMA update — and counted. After more than ``max_consecutive`` bad steps in a row training stops with an error
     naming the step, the batch's image ids and the loss parts or parameters that were not finite,
-    instead of training on garbage. Each check costs one scalar device-to-host sync per step.
+    instead of training on garbage. The check costs one scalar device-to-host sync per step.
     """
 
     max_consecutive: int = 10
     consecutive: int = 0
     total: int = 0
 
-    def allows(self, losses: Mapping[str, Tensor], step: int, image_ids: Tensor | Sequence[int]) -> bool:
-        """False (and counted) when the total loss is not finite."""
-        if bool(torch.isfinite(losses["loss"]).all()):
-            return True
-        bad = sorted(
-            k for k, v in losses.items() if k.startswith("loss") and not bool(torch.isfinite(v).all())
-        )
-        self._skip("loss", f"step {step}, image ids {_ids(image_ids)}, non-finite parts {bad}")
-        return False
-
-    def allows_gradients(
-        self, named_grads: Sequence[tuple[str, Tensor]], step: int, image_ids: Tensor | Sequence[int]
+    def allows_step(
+        self,
+        losses: Mapping[str, Tensor],
+        named_grads: Sequence[tuple[str, Tensor]],
+        step: int,
+        image_ids: Tensor | Sequence[int],
     ) -> bool:
-        """False (and counted) when any gradient holds a NaN/Inf."""
-        if not named_grads:
+        """False (and counted) when the total loss or any gradient holds a NaN/Inf.
+
+        Run after backward, before the optimizer step: one device-to-host sync covers the loss and
+        every gradient (a NaN loss back-propagates into NaN gradients, which are then dropped).
+        """
+        loss = losses["loss"].detach().float().reshape(())
+        norms = [n.float() for n in torch._foreach_norm([g for _, g in named_grads])] if named_grads else []
+        if bool(torch.isfinite(torch.stack([loss, *norms])).all()):
             return True
-        norms = torch._foreach_norm([g for _, g in named_grads])
-        if bool(torch.isfinite(torch.stack(norms)).all()):
-            return True
-        bad = [name for name, g in named_grads if not bool(torch.isfinite(g).all())]
-        shown = bad[:5] + ([f"... ({len(bad)} in all)"] if len(bad) > 5 else [])
-        self._skip("gradient", f"step {step}, image ids {_ids(image_ids)}, non-finite gradients of {shown}")
+        where = f"step {step}, image ids {_ids(image_ids)}"
+        if not bool(torch.isfinite(loss)):
+            bad = sorted(
+                k for k, v in losses.items() if k.startswith("loss") and not bool(torch.isfinite(v).all())
+            )
+            self._skip("loss", f"{where}, non-finite parts {bad}")
+        else:
+            bad = [name for name, g in named_grads if not bool(torch.isfinite(g).all())]
+            shown = bad[:5] + ([f"... ({len(bad)} in all)"] if len(bad) > 5 else [])
+            self._skip("gradient", f"{where}, non-finite gradients of {shown}")
         return False
 
     def step_done(self) -> None:

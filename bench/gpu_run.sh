@@ -15,7 +15,7 @@ mkdir -p "$out"
 nvidia-smi > "$out/nvidia-smi.txt"
 python3 -m pip freeze 2>/dev/null | grep -iE "^(torch|torchvision|lightning|timm|faster|pycocotools)" > "$out/versions.txt" || true
 cd bench
-timeout 330 python3 steps_speed.py --device cuda | tee "../$out/steps_speed.txt"
+timeout 330 python3 steps_speed.py --device cuda --profile student infer | tee "../$out/steps_speed.txt"
 step=$(python3 -c "import json,sys; rows=[json.loads(l) for l in open('../$out/steps_speed.txt') if l.startswith('{\"bench\": \"steps_speed\"')]; print(next(r['img_per_s'] for r in rows if r['step']=='student'))")
 timeout 120 python3 data_speed.py --workers 8 --images 96 --step-img-per-s "$step" | tee "../$out/data_speed.txt"
 timeout 100 python3 eval_speed.py | tee "../$out/eval_speed.txt"

@@ -98,9 +98,29 @@ def trivial_loss(out: DenseOutputs) -> Tensor:
     return sum(p.float().mean() for p in parts)
 
 
+PROFILE: set[str] = set()  # step names to profile (--profile)
+
+
+def profile(name: str, step: Callable[[], object], s: Settings) -> None:
+    """``torch.profiler`` over 3 calls after warm-up: the top operators of the step, by self time."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if s.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(3):
+            step()
+        if s.device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if s.device.type == "cuda" else "self_cpu_time_total"
+    print(f"# profile of {name} (3 steps), by {key}")
+    print(prof.key_averages().table(sort_by=key, row_limit=15))
+
+
 def measure(name: str, step: Callable[[], object], s: Settings, batch: int, **extra) -> dict:
     with PeakMemory(s.device) as memory:
         seconds = time_calls(step, s.device, s.warmup, s.steps)
+    if name in PROFILE:
+        profile(name, step, s)
     median = statistics.median(seconds)
     release_memory(s.device)
     return {"bench": "steps_speed", "step": name, "img_per_s": round(batch / median, 2),
@@ -290,7 +310,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="default 1 on cpu")
+    p.add_argument("--profile", nargs="*", default=[], help="step names to profile, e.g. student teacher")
     a = p.parse_args(argv)
+    PROFILE.update(a.profile)
     gpu = a.device == "cuda"
     torch.set_num_threads(a.threads or (torch.get_num_threads() if gpu else 1))
     if gpu:

@@ -122,7 +122,7 @@ class DistillationLoss(nn.Module):
         own assignment), needed only by terms with ``points="student_positive"``."""
         if student.num_images != teacher.num_images:
             raise ValueError(f"student has {student.num_images} images, teacher {teacher.num_images}")
-        aligned = align_points(student, teacher)
+        aligned = self._aligned(student, teacher)
         s_idx, t_idx = aligned.student_index, aligned.teacher_index
         teacher_quality = teacher.quality_logits[:, t_idx].detach()  # [B, M]
         teacher_cls = teacher.cls_logits[:, t_idx].detach()  # [B, M, C]
@@ -169,6 +169,19 @@ class DistillationLoss(nn.Module):
         for key, value in parts.items():
             total = total + lambdas[key] * value
         return {**parts, "loss_kd": total}
+
+    def _aligned(self, student: DenseOutputs, teacher: DenseOutputs) -> AlignedPoints:
+        """:func:`align_points`, computed once per input layout (it reads the strides back to the host,
+        a sync the training step would otherwise pay every time)."""
+        key = (
+            tuple(int(n) for n in student.num_points_per_level),
+            tuple(int(n) for n in teacher.num_points_per_level),
+            student.strides.device,
+        )
+        cache = self.__dict__.setdefault("_alignment_cache", {})
+        if key not in cache:
+            cache[key] = align_points(student, teacher)
+        return cache[key]
 
     def _bbox_term(
         self, student: DenseOutputs, teacher: DenseOutputs, aligned: AlignedPoints, weight: Tensor

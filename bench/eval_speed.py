@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         metrics = evaluate_coco(gt, results, table, backend=backend)
         seconds = time.perf_counter() - start
         scored[backend] = flat_metrics(metrics)
-        rows.append({"bench": "eval_speed", "backend": backend, "seconds": round(seconds, 2),
+        rows.append({"bench": "eval_speed", "backend": backend, "seconds": round(seconds, 3),
                      "map": round(metrics.metrics["map"], 4), "map50": round(metrics.metrics["map50"], 4)})  # fmt: skip
     if BASELINE in scored:
         base = next(r for r in rows if r["backend"] == BASELINE)

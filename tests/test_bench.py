@@ -1,0 +1,47 @@
+"""The benchmark scripts run and report what the README's tables are built from (tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[1] / "bench"
+
+
+def _rows(script: str, *args: str, timeout: int = 600) -> list[dict]:
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=BENCH, env={"OMP_NUM_THREADS": "1", "PATH": ""})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_eval_speed_scores_both_backends_identically():
+    rows = _rows("eval_speed.py", "--images", "60")
+    head, *results = rows
+    assert head["detections"] == 6000 and head["cores"] == 1
+    assert {r["backend"] for r in results} == {"faster_coco_eval", "pycocotools"}
+    assert all(r["max_abs_metric_diff"] <= 1e-12 and r["seconds"] > 0 for r in results)
+
+
+def test_data_speed_reports_per_worker_and_loader_rates(tmp_path):
+    rows = _rows("data_speed.py", "--images", "4", "--samples", "4", "--batches", "2", "--batch-size", "2",
+                 "--workers", "1", "--image-size", "256", "--step-img-per-s", "1000")  # fmt: skip
+    results = [r for r in rows if r["bench"] == "data_speed"]
+    assert [r["pipeline"] for r in results] == ["student", "teacher"]
+    for r in results:
+        assert r["img_per_s_per_worker"] > 0 and r["loader_img_per_s"] > 0
+        assert r["workers_needed"] >= 1 and isinstance(r["data_bound_with_default_workers"], bool)
+
+
+@pytest.mark.slow
+def test_steps_speed_measures_every_step_type_and_checks_the_targets():
+    rows = _rows("steps_speed.py", "--image-size", "128", "--steps", "1", "--warmup", "0")
+    steps = {r["step"]: r for r in rows if r["bench"] == "steps_speed"}
+    assert set(steps) >= {"tv_train", "tv_infer", "tv_infer_bs1", "net_only", "student", "distill",
+                          "infer", "infer_bs1", "teacher"}  # fmt: skip
+    assert 0 < steps["teacher"]["assign_frac"] < 1
+    assert steps["tv_train"]["x_tv"] == 1.0 and steps["student"]["x_net_only"] > 0

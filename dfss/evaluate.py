@@ -31,7 +31,7 @@ from dfss.config import run_hydra_app
 from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.data.errors import DataError
 from dfss.errors import ConfigError, exit_on_user_error
-from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
+from dfss.eval.coco_metrics import RECALL_GRID, CocoMetrics, evaluate_coco
 from dfss.eval.predict import EVAL_SPLITS, predict_split, resolve_device
 from dfss.lit.checkpoints import (
     CheckpointError,
@@ -63,10 +63,13 @@ def load_predictions(path: str | Path) -> list[dict]:
 
 
 def write_results(result: CocoMetrics, output_dir: str | Path) -> None:
-    """``metrics.json`` and ``per_class.csv`` in ``output_dir``."""
+    """``metrics.json``, ``per_class.csv`` and ``pr_curves.json`` (precision at IoU 0.5 on COCO's 101
+    recall points, overall and per supercategory) in ``output_dir``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    curves = {"recall": list(RECALL_GRID), "precision50": {k: list(v) for k, v in result.pr50.items()}}
+    (output_dir / "pr_curves.json").write_text(json.dumps(curves))
     rows = [asdict(c) for c in result.per_class]
     with open(output_dir / "per_class.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["name"])

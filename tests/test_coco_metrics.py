@@ -60,6 +60,11 @@ def test_hand_checked_case(backend):
     assert m["map_dangerous"] == pytest.approx(1.0) and m["map50_dangerous"] == pytest.approx(1.0)
     assert m["map_normal"] == pytest.approx(0.25) and m["map50_normal"] == pytest.approx(0.5)
     assert m["map_unknown"] == pytest.approx(1.0)
+    # PR curves at IoU 0.5: knife and phone are each found first (precision 1 up to recall 1); the
+    # normal curve averages phone (1 everywhere) and keys (never found: 0).
+    assert result.pr50["dangerous"] == pytest.approx((1.0,) * 101)
+    assert result.pr50["normal"] == pytest.approx((0.5,) * 101)
+    assert result.pr50["all"] == pytest.approx((0.75,) * 101)
 
 
 def _restricted_map(gt, predictions, cat_ids):

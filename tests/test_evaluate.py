@@ -37,6 +37,10 @@ def test_perfect_predictions_score_one_and_results_are_written(tiny_xray, tmp_pa
     )
     rows = list(csv.DictReader((tmp_path / "out" / "per_class.csv").read_text().splitlines()))
     assert {r["name"] for r in rows} == {"knife", "phone", "keys", "mystery"}
+    curves = json.loads((tmp_path / "out" / "pr_curves.json").read_text())
+    assert len(curves["recall"]) == 101 and curves["recall"][-1] == 1.0
+    assert set(curves["precision50"]) == {"all", "dangerous", "normal", "unknown"}
+    assert curves["precision50"]["dangerous"] == pytest.approx([1.0] * 101)  # perfect: precision 1 everywhere
 
 
 def test_predictions_for_images_outside_the_split_are_refused(tiny_xray, tmp_path):

@@ -19,7 +19,7 @@ import gc
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -43,10 +43,16 @@ class ClassAP:
     num_gt: int
 
 
+RECALL_GRID = tuple(round(0.01 * i, 2) for i in range(101))  # COCO's 101 recall thresholds
+
+
 @dataclass(frozen=True)
 class CocoMetrics:
     metrics: dict[str, float]
     per_class: tuple[ClassAP, ...]
+    # Precision at IoU 0.5 on RECALL_GRID (all areas, 100 detections), averaged over the classes
+    # with ground truth: "all" and each supercategory that has some. The report's PR curves.
+    pr50: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def table(self) -> str:
         """A text table: per-class AP / AP50, then the summary keys."""
@@ -172,8 +178,19 @@ def evaluate_coco(
                 num_gt=len(gt.getAnnIds(imgIds=image_ids or [], catIds=[info.coco_id], iscrowd=False)),
             )
         )
-    for supercategory in class_table.supercategories:
-        members = [c for c in per_class if c.supercategory == supercategory and not math.isnan(c.ap)]
-        metrics[f"map_{supercategory}"] = float(np.mean([c.ap for c in members])) if members else math.nan
-        metrics[f"map50_{supercategory}"] = float(np.mean([c.ap50 for c in members])) if members else math.nan
-    return CocoMetrics(metrics, tuple(per_class))
+    pr50 = {}
+    for supercategory in (None, *class_table.supercategories):
+        members = [
+            c
+            for c in per_class
+            if (supercategory is None or c.supercategory == supercategory) and not math.isnan(c.ap)
+        ]
+        if supercategory is not None:
+            metrics[f"map_{supercategory}"] = float(np.mean([c.ap for c in members])) if members else math.nan
+            metrics[f"map50_{supercategory}"] = (
+                float(np.mean([c.ap50 for c in members])) if members else math.nan
+            )
+        if members:
+            curves = precision[0, :, :, 0, -1][:, [cat_index[c.coco_id] for c in members]]  # [R, members]
+            pr50[supercategory or "all"] = tuple(float(v) for v in np.clip(curves, 0, None).mean(axis=1))
+    return CocoMetrics(metrics, tuple(per_class), pr50)

@@ -113,3 +113,16 @@ def machine() -> dict:
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
     }
+
+
+def load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def print_json_lines(head: dict, rows: list[dict]) -> None:
+    """The machine-readable part of every benchmark: the header, then one JSON line per row."""
+    import json
+
+    print(json.dumps(head))
+    for row in rows:
+        print(json.dumps(row))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import tempfile
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import machine
+from _common import load_average, machine, print_json_lines
 from omegaconf import OmegaConf
 
 from dfss.data.datamodule import XrayDataModule
@@ -111,16 +110,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(row)
     head = {"bench": "data_speed_header", **machine(), "image_size": args.image_size, "batch_size": args.batch_size,
             "root": str(args.root) if args.root else f"generated {args.images} images", "cpus": os.cpu_count()}  # fmt: skip
-    head["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    head["load_avg_1m_at_end"] = load_average()
     print(f"# data_speed  {head['date']}  {head['root']}  {args.image_size}px  batch {args.batch_size}  "
           f"{head['cpus']} cpus  load {head['load_avg_1m_at_start']} -> {head['load_avg_1m_at_end']}")  # fmt: skip
     print(f"{'pipeline':<10}{'img/s/worker':>14}{'loader img/s':>14}{'workers':>9}{'est. default':>14}")
     for r in rows:
         print(f"{r['pipeline']:<10}{r['img_per_s_per_worker']:>14.1f}{r['loader_img_per_s']:>14.1f}"
               f"{r['loader_workers']:>9}{r['default_workers_img_per_s_est']:>10.1f} ({r['default_workers']}w)")  # fmt: skip
-    print(json.dumps(head))
-    for r in rows:
-        print(json.dumps(r))
+    print_json_lines(head, rows)
     return rows
 
 

@@ -20,12 +20,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import load_average, machine, print_json_lines  # noqa: E402
 
 from dfss.data.classes import ClassTable  # noqa: E402
 from dfss.data.coco import coco_from_dict  # noqa: E402
@@ -119,16 +118,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 if not (math.isnan(theirs[k]) and math.isnan(ours[k]))
             ]
             row["max_abs_metric_diff"] = float(f"{max(diffs):.2e}")
-    head["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    head["load_avg_1m_at_end"] = load_average()
     print(f"# eval_speed  {head['date']}  one core  {args.images} images, {len(results)} detections, "
           f"{len(dataset['annotations'])} ground-truth boxes, {len(dataset['categories'])} categories")  # fmt: skip
     print(f"{'backend':<20}{'seconds':>9}{'x pycoco':>10}{'mAP':>8}{'mAP50':>8}{'max |diff|':>12}")
     for r in rows:
         print(f"{r['backend']:<20}{r['seconds']:>9.2f}{r.get('x_pycocotools', float('nan')):>10.2f}"
               f"{r['map']:>8.4f}{r['map50']:>8.4f}{r.get('max_abs_metric_diff', float('nan')):>12.1e}")  # fmt: skip
-    print(json.dumps(head))
-    for r in rows:
-        print(json.dumps(r))
+    print_json_lines(head, rows)
     return rows
 
 

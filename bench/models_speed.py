@@ -31,15 +31,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 import torch
-from _common import PeakMemory, device_name, machine, release_memory, time_calls
+from _common import (
+    PeakMemory,
+    device_name,
+    load_average,
+    machine,
+    print_json_lines,
+    release_memory,
+    time_calls,
+)
 from torch import Tensor, nn
 from torchvision.models.detection import fcos_resnet50_fpn
 
@@ -309,9 +315,7 @@ def print_table(head: dict, rows: list[dict]) -> None:
             f"{r['latency_bs1_ms']:>11.1f}{r['latency_x_tv']:>7.2f}{r['detections_per_image']:>9.1f}"
             f"{mib(r['train_peak_mib']):>10}{mib(r['infer_peak_mib']):>10}"
         )
-    print(json.dumps(head))
-    for r in rows:
-        print(json.dumps(r))
+    print_json_lines(head, rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -379,7 +383,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(measure(name, settings, inputs))
         release_memory(settings.device)  # the model, optimizer and grads went out of scope
     add_ratios(rows)
-    head["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    head["load_avg_1m_at_end"] = load_average()
     print_table(head, rows)
     return rows
 

@@ -26,14 +26,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from _common import PeakMemory, device_name, machine, release_memory, time_calls
+from _common import (
+    PeakMemory,
+    device_name,
+    load_average,
+    machine,
+    print_json_lines,
+    release_memory,
+    time_calls,
+)
 from torch import Tensor, nn
 from torchvision.models.detection import fcos_resnet50_fpn
 
@@ -89,6 +95,20 @@ def prepare(model: nn.Module, s: Settings, *, compile: bool) -> nn.Module:
 
 def sgd(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+
+def full_step(model: nn.Module, criterion: nn.Module, opt: torch.optim.Optimizer, s: Settings,
+              images: Tensor, boxes: list[Tensor], labels: list[Tensor]) -> Callable[[], None]:  # fmt: skip
+    """One training step: forward, assignment + all losses (the criterion), backward, SGD."""
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(s):
+            loss = criterion(model(images), boxes, labels)["loss"]
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def trivial_loss(out: DenseOutputs) -> Tensor:
@@ -171,19 +191,9 @@ def student_rows(s: Settings, images: Tensor, boxes: list[Tensor], labels: list[
         loss.backward()
         opt.step()
 
-    def student_step(model: nn.Module) -> Callable[[], None]:
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            with autocast(s):
-                loss = criterion(model(images), boxes, labels)["loss"]
-            loss.backward()
-            opt.step()
-
-        return step
-
     student.train()
     rows.append(measure("net_only", net_only, s, s.batch))
-    rows.append(measure("student", student_step(student), s, s.batch))
+    rows.append(measure("student", full_step(student, criterion, opt, s, images, boxes, labels), s, s.batch))
 
     # ---- distillation: + frozen YOLOX-s teacher and the KD terms ----------------------------------
     teacher = prepare(yolox_s(s.classes), s, compile=s.compile).eval().requires_grad_(False)
@@ -223,32 +233,16 @@ def eager_student_row(s: Settings, images: Tensor, boxes: list[Tensor], labels: 
     """What compile buys: the student's full step without it."""
     model = prepare(fcos_r50(s.classes, box_head="distribution"), s, compile=False).train()
     criterion = FCOSCriterion(s.classes).to(s.device)
-    opt = sgd(model)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(s):
-            loss = criterion(model(images), boxes, labels)["loss"]
-        loss.backward()
-        opt.step()
-
-    return measure("student_eager", step, s, s.batch)
+    return measure(
+        "student_eager", full_step(model, criterion, sgd(model), s, images, boxes, labels), s, s.batch
+    )
 
 
 def teacher_row(s: Settings, images: Tensor, boxes: list[Tensor], labels: list[Tensor]) -> dict:
     """The YOLOX-s teacher's full step with batched SimOTA, and the share of the assignment."""
     yolox = prepare(yolox_s(s.classes), s, compile=s.compile).train()
     ycrit = YOLOXCriterion(s.classes).to(s.device)
-    yopt = sgd(yolox)
-
-    def teacher_step() -> None:
-        yopt.zero_grad(set_to_none=True)
-        with autocast(s):
-            loss = ycrit(yolox(images), boxes, labels)["loss"]
-        loss.backward()
-        yopt.step()
-
-    row = measure("teacher", teacher_step, s, s.batch)
+    row = measure("teacher", full_step(yolox, ycrit, sgd(yolox), s, images, boxes, labels), s, s.batch)
     with torch.no_grad(), autocast(s):
         fixed = yolox(images)
     assign_ms = 1e3 * statistics.median(
@@ -328,7 +322,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "batch_size": s.batch, "classes": s.classes, "bf16": s.bf16, "channels_last": s.channels_last,
             "compile": s.compile, "warmup": s.warmup, "steps": s.steps}  # fmt: skip
     rows = run(s)
-    head["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    head["load_avg_1m_at_end"] = load_average()
     print(f"# steps_speed  {head['date']}  {head['device']}  torch {head['torch']}  {s.size}px  batch {s.batch}  "
           f"bf16 {s.bf16}  channels_last {s.channels_last}  compile {s.compile}  threads {head['threads']}")  # fmt: skip
     print(f"{'step':<16}{'img/s':>10}{'ms':>10}{'x tv':>8}{'MiB/img':>9}  other")
@@ -347,9 +341,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             value = by[step][key]
             met = value >= threshold if op == ">=" else value <= threshold
             print(f"#   {words:<36} {value:>7.3f}  (target {op} {threshold})  {'met' if met else 'MISSED'}")
-    print(json.dumps(head))
-    for r in rows:
-        print(json.dumps(r))
+    print_json_lines(head, rows)
     return rows
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,41 @@ def test_compiled_training_matches_eager_keys_and_trains(synth_tiny, tmp_path):
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert not any("_orig_mod" in k for k in checkpoint["state_dict"])
     assert checkpoint["global_step"] == 2
+
+
+class _SlowDataset(torch.utils.data.Dataset):
+    """Each sample takes ``delay`` seconds more to load: a data pipeline slower than the step."""
+
+    def __init__(self, dataset, delay: float) -> None:
+        self.dataset, self.delay = dataset, delay
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        time.sleep(self.delay)
+        return self.dataset[index]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.25])
+def test_iteration_timer_tells_data_waiting_from_step_time(delay, synth_tiny, tmp_path):
+    from dfss.lit.callbacks import IterationTimer
+
+    cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "model.net.fpn_channels=32",
+                                                     "trainer.limit_train_batches=3"]), tmp_path)  # fmt: skip
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    datamodule.datasets["train"] = _SlowDataset(datamodule.datasets["train"], delay)
+    module = build_module(cfg, datamodule)
+    trainer = instantiate(cfg.trainer, callbacks=[IterationTimer()], logger=False, enable_checkpointing=False,
+                          limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    data_ms = float(trainer.callback_metrics["time/data_ms_epoch"])
+    step_ms = float(trainer.callback_metrics["time/step_ms_epoch"])
+    assert step_ms > 0
+    if delay:  # two samples per batch, loaded in this process between steps
+        assert (
+            data_ms >= 2 * 1e3 * delay * 0.9 and float(trainer.callback_metrics["time/data_frac_epoch"]) > 0.3
+        )
+    else:
+        assert data_ms < 2 * 1e3 * 0.25 * 0.5

@@ -1,10 +1,11 @@
-"""Callbacks that keep a run resumable: ``last.ckpt`` every N steps and on preemption signals."""
+"""Training callbacks: ``last.ckpt`` every N steps and on preemption signals; where step time goes."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,46 @@ class ResumeCheckpoint(ModelCheckpoint):
                 trainer.global_step,
                 self.last_model_path,
             )
+
+
+class IterationTimer(L.Callback):
+    """Logs where a training step's wall time goes, as mmdetection's ``data_time`` / ``time``:
+
+    * ``time/data_ms``: waiting for the batch (from the end of the previous step to the start of
+      this one — loading, collation, transfer not overlapped by the workers),
+    * ``time/step_ms``: the step itself (forward, losses, backward, optimizer),
+    * ``time/data_frac``: the share of the two spent waiting — near 0 means the data keeps up,
+      a large share means more ``data.num_workers`` (or a cheaper pipeline) would speed training up,
+    * ``time/img_per_s``: images per second of wall time.
+
+    No device synchronisation is added: on a GPU the step's time settles into the step that
+    waits for it (DFSS's NaN guard reads one value per step), so the averages are right.
+    """
+
+    def __init__(self) -> None:
+        self._last_end: float | None = None
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_end = None  # the wait after validation is not data loading
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._start = time.perf_counter()
+        self._data_s = None if self._last_end is None else self._start - self._last_end
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._last_end = time.perf_counter()
+        step_s = self._last_end - self._start
+        size = len(batch)
+        values = {"time/step_ms": 1e3 * step_s}
+        if self._data_s is not None:
+            values.update({
+                "time/data_ms": 1e3 * self._data_s,
+                "time/data_frac": self._data_s / max(self._data_s + step_s, 1e-9),
+                "time/img_per_s": size / max(self._data_s + step_s, 1e-9),
+            })  # fmt: skip
+        pl_module.log_dict(values, on_step=True, on_epoch=True, batch_size=size)

@@ -31,7 +31,9 @@ from rich.table import Table
 from dfss.config import run_hydra_app
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError, UserError, exit_on_user_error
+from dfss.lit.callbacks import ResumeCheckpoint
 from dfss.lit.checkpoints import CheckpointError, load_teacher, read_checkpoint
+from dfss.lit.distill import TEACHER_PREFIX
 from dfss.models.weights import list_keys
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,8 @@ def check_resumable(path: str, module: L.LightningModule) -> None:
             f"{path} is not a training checkpoint (no optimizer state); to start a new run from its weights "
             "use it as pre-trained weights instead of ckpt_path"
         )
-    expected = module.state_dict()
+    # A distillation checkpoint leaves its frozen teacher out (it comes from teacher.ckpt_path).
+    expected = {k: v for k, v in module.state_dict().items() if not k.startswith(TEACHER_PREFIX)}
     saved = checkpoint["state_dict"]
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
@@ -223,7 +226,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         with explain_worker_death():
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    checkpoint = next(
+        (
+            c
+            for c in trainer.callbacks
+            if isinstance(c, ModelCheckpoint) and not isinstance(c, ResumeCheckpoint)
+        ),
+        None,
+    )
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     if cfg.get("test", True):
         # After training: the best checkpoint. Without training: the given checkpoint (or the weights as built).

@@ -107,6 +107,13 @@ def test_distillation_trains_with_nonzero_kd_terms_and_no_teacher_in_checkpoints
     state = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["state_dict"]
     assert not any(k.startswith("teacher.") for k in state)
     assert any(k.startswith("model.") for k in state)
+    # ... and such a checkpoint resumes (the teacher is put back from teacher.ckpt_path).
+    resumed = [o for o in overrides if not o.startswith("trainer.max_epochs")] + [
+        "trainer.max_epochs=2",
+        "ckpt_path=last",
+    ]
+    run(compose_config("train", resumed, tmp_path))
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
 
 
 def test_frozen_teacher_stays_frozen_and_in_eval_mode(synth_tiny, teacher_ckpt, tmp_path):

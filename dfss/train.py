@@ -32,9 +32,7 @@ from dfss.config import run_hydra_app
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError, UserError, exit_on_user_error
 from dfss.lit.callbacks import ResumeCheckpoint
-from dfss.lit.checkpoints import CheckpointError, load_teacher, read_checkpoint
-from dfss.lit.distill import TEACHER_PREFIX
-from dfss.models.weights import list_keys
+from dfss.lit.checkpoints import load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -82,39 +80,6 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
             "(hydra.run.dir=<run folder>) or pass ckpt_path=<path to a .ckpt>"
         )
     return str(path)
-
-
-def check_resumable(path: str, module: L.LightningModule) -> None:
-    """The checkpoint to resume from is safe to read and holds exactly this module's weights."""
-    checkpoint = read_checkpoint(path)
-    if "state_dict" not in checkpoint or "optimizer_states" not in checkpoint:
-        raise CheckpointError(
-            f"{path} is not a training checkpoint (no optimizer state); to start a new run from its weights "
-            "use it as pre-trained weights instead of ckpt_path"
-        )
-    # A distillation checkpoint leaves its frozen teacher out (it comes from teacher.ckpt_path).
-    expected = {k: v for k, v in module.state_dict().items() if not k.startswith(TEACHER_PREFIX)}
-    saved = checkpoint["state_dict"]
-    missing = sorted(set(expected) - set(saved))
-    unexpected = sorted(set(saved) - set(expected))
-    shapes = [
-        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(saved) & set(expected))
-        if saved[k].shape != expected[k].shape
-    ]
-    problems = [
-        f"{what} ({len(keys)}): {list_keys(keys)}"
-        for what, keys in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches", shapes),
-        )
-        if keys
-    ]
-    if problems:
-        raise CheckpointError(
-            f"{path} does not fit this run's model (another model or class count?): " + "; ".join(problems)
-        )
 
 
 def check_writable(folder: str | Path, what: str) -> None:
@@ -221,8 +186,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         resume = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
-        if resume is not None:
-            check_resumable(resume, module)
         with explain_worker_death():
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})

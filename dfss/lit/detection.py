@@ -17,17 +17,20 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from dfss.data.batch import DetectionBatch
 from dfss.data.classes import ClassTable
 from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
+from dfss.lit.checkpoints import CheckpointError
 from dfss.lit.ema import ModelEMA
 from dfss.lit.evaluation import PredictionStore
 from dfss.lit.guards import NonFiniteGuard
 from dfss.lit.rng import rng_state, set_rng_state
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
+from dfss.models.weights import state_dict_problems
 from dfss.viz import draw_boxes
 
 OptimizerFactory = Callable[[Iterable[dict[str, Any]]], torch.optim.Optimizer]
@@ -235,6 +238,22 @@ class DetectionModule(L.LightningModule):
             checkpoint["dfss_nonfinite"] = self.nonfinite.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Before Lightning loads a checkpoint (resume, or testing a checkpoint): it must hold exactly
+        this module's weights — a clear error naming the keys, not a partial or failed load."""
+        trainer = self._trainer  # None when loaded outside a Trainer
+        path = getattr(trainer, "ckpt_path", None) or "the checkpoint"
+        fitting = trainer is not None and trainer.state.fn == TrainerFn.FITTING
+        if fitting and "optimizer_states" not in checkpoint:
+            raise CheckpointError(
+                f"{path} is not a training checkpoint (no optimizer state); to start a new run from its "
+                "weights use it as pre-trained weights instead of ckpt_path"
+            )
+        problems = state_dict_problems(self.state_dict(), checkpoint["state_dict"], source="checkpoint")
+        if problems:
+            raise CheckpointError(
+                f"{path} does not fit this run's model (another model or class count?): "
+                + "; ".join(problems)
+            )
         if "dfss_rng" in checkpoint:
             set_rng_state(checkpoint["dfss_rng"])
         if self.nonfinite is not None and "dfss_nonfinite" in checkpoint:

@@ -55,3 +55,4 @@ class DistillModule(DetectionModule):
         state = checkpoint["state_dict"]
         for key, value in self.teacher.state_dict().items():
             state.setdefault(TEACHER_PREFIX + key, value)
+        super().on_load_checkpoint(checkpoint)  # the key check, RNG and NaN-guard states

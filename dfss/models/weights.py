@@ -51,6 +51,35 @@ def list_keys(items: list[str]) -> str:
     return shown + (f", … ({len(items)} in all)" if len(items) > MAX_LISTED else "")
 
 
+def state_dict_problems(
+    expected: Mapping[str, Tensor],
+    given: Mapping[str, Tensor],
+    *,
+    source: str,
+    skip_shapes: Iterable[str] = (),
+) -> list[str]:
+    """What keeps ``given`` (from a ``source``: "file", "checkpoint") from loading strictly into a
+    model whose state is ``expected``: missing keys, unexpected keys, shape mismatches (those in
+    ``skip_shapes`` excepted). Empty when it fits."""
+    skip = set(skip_shapes)
+    missing = sorted(k for k in expected if k not in given)
+    unexpected = sorted(k for k in given if k not in expected)
+    shapes = [
+        f"{k}: {source} {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(given) & set(expected))
+        if given[k].shape != expected[k].shape and k not in skip
+    ]
+    return [
+        f"{what} ({len(keys)}): {list_keys(keys)}"
+        for what, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", shapes),
+        )
+        if keys
+    ]
+
+
 def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = ()) -> dict[str, Tensor]:
     """The ``name -> tensor`` dict in ``path``: a bare state dict, or one under a ``wrapper_keys`` key."""
     path = Path(path)
@@ -103,20 +132,7 @@ def load_weights(
     class_differs = any(k in state and state[k].shape != expected[k].shape for k in class_keys)
     reinitialized = [k for k in class_keys if k in state] if class_differs else []
 
-    missing = sorted(k for k in expected if k not in state)
-    unexpected = sorted(k for k in state if k not in expected)
-    wrong_shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape and k not in reinitialized
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {list_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {list_keys(unexpected)}")
-    if wrong_shapes:
-        problems.append(f"shape mismatches ({len(wrong_shapes)}): {list_keys(wrong_shapes)}")
+    problems = state_dict_problems(expected, state, source="file", skip_shapes=reinitialized)
     if problems:
         raise WeightsError(f"{path} does not fit {type(model).__name__}: " + "; ".join(problems))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -182,50 +183,29 @@ def fcos_timm(
     )
 
 
-def fcos_r18(
-    num_classes: int,
-    pretrained_backbone: bool = False,
-    box_head: str = "scalar",
-    num_bins: int = 17,
-    use_scales: bool = True,
-    point_offset: float = 0.5,
-    fpn_channels: int = 256,
-) -> FCOS:
-    """FCOS with a timm ResNet-18 backbone (C3–C5), FPN P3–P7, per-level scales, centred points."""
-    return fcos_timm(
-        "resnet18",
-        num_classes,
-        fpn_channels=fpn_channels,
-        out_indices=(2, 3, 4),
-        pretrained_backbone=pretrained_backbone,
-        box_head=box_head,
-        num_bins=num_bins,
-        use_scales=use_scales,
-        point_offset=point_offset,
-    )
+def _timm_variant(name: str, backbone_name: str, fpn_channels: int, summary: str) -> Callable[..., FCOS]:
+    """The named builder of a timm-backbone student (a Hydra ``_target_``): :func:`fcos_timm` with the
+    backbone and its C3–C5 features fixed, and its own default FPN width."""
+
+    def builder(num_classes: int, **kwargs: Any) -> FCOS:
+        kwargs.setdefault("fpn_channels", fpn_channels)
+        return fcos_timm(backbone_name, num_classes, out_indices=(2, 3, 4), **kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = f"{summary} Keyword arguments as :func:`fcos_timm`."
+    return builder
 
 
-def fcos_mobilenetv3(
-    num_classes: int,
-    pretrained_backbone: bool = False,
-    box_head: str = "scalar",
-    num_bins: int = 17,
-    use_scales: bool = True,
-    point_offset: float = 0.5,
-    fpn_channels: int = 128,
-) -> FCOS:
-    """FCOS with a timm MobileNetV3-Large 1.0 backbone, a 128-channel FPN P3–P7 and head."""
-    return fcos_timm(
-        "mobilenetv3_large_100",
-        num_classes,
-        fpn_channels=fpn_channels,
-        out_indices=(2, 3, 4),
-        pretrained_backbone=pretrained_backbone,
-        box_head=box_head,
-        num_bins=num_bins,
-        use_scales=use_scales,
-        point_offset=point_offset,
-    )
+fcos_r18 = _timm_variant(
+    "fcos_r18",
+    "resnet18",
+    256,
+    "FCOS with a timm ResNet-18 backbone (C3–C5), FPN P3–P7, per-level scales, centred points.",
+)
+fcos_mobilenetv3 = _timm_variant(
+    "fcos_mobilenetv3", "mobilenetv3_large_100", 128,
+    "FCOS with a timm MobileNetV3-Large 1.0 backbone, a 128-channel FPN P3–P7 and head.",
+)  # fmt: skip
 
 
 FCOS_VARIANTS: MappingProxyType[str, Callable[..., FCOS]] = MappingProxyType(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -145,118 +146,23 @@ def build_yolox(
     return model
 
 
-def yolox_nano(
-    num_classes: int,
-    *,
-    weights_path: str | Path | None = None,
-    input_normalization: InputNormalization = OFFICIAL_INPUT,
-    act: str = "silu",
-    prior_prob: float = DEFAULT_PRIOR_PROB,
-) -> YOLOX:
-    """YOLOX-Nano: depth 0.33, width 0.25, depthwise convolutions."""
-    return build_yolox(
-        "yolox_nano",
-        num_classes,
-        weights_path=weights_path,
-        input_normalization=input_normalization,
-        act=act,
-        prior_prob=prior_prob,
-    )
+def _variant(variant: str, summary: str) -> Callable[..., YOLOX]:
+    """The named builder of one variant (a Hydra ``_target_``): :func:`build_yolox` with it fixed."""
+
+    def builder(num_classes: int, **kwargs: Any) -> YOLOX:
+        return build_yolox(variant, num_classes, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = variant
+    builder.__doc__ = f"{summary} Keyword arguments as :func:`build_yolox`."
+    return builder
 
 
-def yolox_tiny(
-    num_classes: int,
-    *,
-    weights_path: str | Path | None = None,
-    input_normalization: InputNormalization = OFFICIAL_INPUT,
-    act: str = "silu",
-    prior_prob: float = DEFAULT_PRIOR_PROB,
-) -> YOLOX:
-    """YOLOX-Tiny: depth 0.33, width 0.375."""
-    return build_yolox(
-        "yolox_tiny",
-        num_classes,
-        weights_path=weights_path,
-        input_normalization=input_normalization,
-        act=act,
-        prior_prob=prior_prob,
-    )
-
-
-def yolox_s(
-    num_classes: int,
-    *,
-    weights_path: str | Path | None = None,
-    input_normalization: InputNormalization = OFFICIAL_INPUT,
-    act: str = "silu",
-    prior_prob: float = DEFAULT_PRIOR_PROB,
-) -> YOLOX:
-    """YOLOX-S: depth 0.33, width 0.50."""
-    return build_yolox(
-        "yolox_s",
-        num_classes,
-        weights_path=weights_path,
-        input_normalization=input_normalization,
-        act=act,
-        prior_prob=prior_prob,
-    )
-
-
-def yolox_m(
-    num_classes: int,
-    *,
-    weights_path: str | Path | None = None,
-    input_normalization: InputNormalization = OFFICIAL_INPUT,
-    act: str = "silu",
-    prior_prob: float = DEFAULT_PRIOR_PROB,
-) -> YOLOX:
-    """YOLOX-M: depth 0.67, width 0.75."""
-    return build_yolox(
-        "yolox_m",
-        num_classes,
-        weights_path=weights_path,
-        input_normalization=input_normalization,
-        act=act,
-        prior_prob=prior_prob,
-    )
-
-
-def yolox_l(
-    num_classes: int,
-    *,
-    weights_path: str | Path | None = None,
-    input_normalization: InputNormalization = OFFICIAL_INPUT,
-    act: str = "silu",
-    prior_prob: float = DEFAULT_PRIOR_PROB,
-) -> YOLOX:
-    """YOLOX-L: depth 1.0, width 1.0."""
-    return build_yolox(
-        "yolox_l",
-        num_classes,
-        weights_path=weights_path,
-        input_normalization=input_normalization,
-        act=act,
-        prior_prob=prior_prob,
-    )
-
-
-def yolox_x(
-    num_classes: int,
-    *,
-    weights_path: str | Path | None = None,
-    input_normalization: InputNormalization = OFFICIAL_INPUT,
-    act: str = "silu",
-    prior_prob: float = DEFAULT_PRIOR_PROB,
-) -> YOLOX:
-    """YOLOX-X: depth 1.33, width 1.25."""
-    return build_yolox(
-        "yolox_x",
-        num_classes,
-        weights_path=weights_path,
-        input_normalization=input_normalization,
-        act=act,
-        prior_prob=prior_prob,
-    )
+yolox_nano = _variant("yolox_nano", "YOLOX-Nano: depth 0.33, width 0.25, depthwise convolutions.")
+yolox_tiny = _variant("yolox_tiny", "YOLOX-Tiny: depth 0.33, width 0.375.")
+yolox_s = _variant("yolox_s", "YOLOX-S: depth 0.33, width 0.50.")
+yolox_m = _variant("yolox_m", "YOLOX-M: depth 0.67, width 0.75.")
+yolox_l = _variant("yolox_l", "YOLOX-L: depth 1.0, width 1.0.")
+yolox_x = _variant("yolox_x", "YOLOX-X: depth 1.33, width 1.25.")
 
 
 YOLOX_VARIANTS: Mapping[str, Callable[..., YOLOX]] = MappingProxyType(

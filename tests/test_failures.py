@@ -15,15 +15,13 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from dfss.train import DataWorkerDiedError, run
-from tests.conftest import compose_config, tiny_train_overrides
+from tests.conftest import cli_env, compose_config, tiny_train_overrides, train_cli
 
 ROOT = Path(__file__).parents[1]
 HELPERS = "tests.failure_helpers"
@@ -67,41 +65,6 @@ def _deadline(seconds: float):
         signal.setitimer(signal.ITIMER_REAL, 0)
         faulthandler.cancel_dump_traceback_later()
         signal.signal(signal.SIGALRM, previous)
-
-
-def _cli_env(**changes: str | None) -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("HYDRA_FULL_ERROR", None)
-    for key, value in changes.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
-
-
-def _train_cli(overrides: list[str], cwd: Path, env: dict[str, str], timeout: float = TRAIN_TIMEOUT_S):
-    """``python train.py <overrides>`` with a timeout; on timeout its process group (all DDP ranks)
-    is killed and the test fails with the output so far. Returns (returncode, stdout+stderr)."""
-    command = [sys.executable, str(ROOT / "train.py"), *overrides]
-    proc = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,  # a login prompt must not wait for a keyboard
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"train.py hung: still running after {timeout} s; output tail:\n{output[-4000:]}")
-    return proc.returncode, output
 
 
 # ---- processes ---------------------------------------------------------------------------------
@@ -184,7 +147,7 @@ def test_ddp_script_rank_failure_exits_nonzero_with_the_message(synth_tiny, tmp_
                                    f"+callbacks.fail._target_={HELPERS}.FailOnRank", "+callbacks.fail.rank=1",
                                    f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'logs'}"])  # fmt: skip
     start = time.monotonic()
-    returncode, output = _train_cli(overrides, tmp_path, _cli_env(WANDB_MODE="offline"))
+    returncode, output = train_cli(overrides, tmp_path, cli_env(WANDB_MODE="offline"))
     elapsed = time.monotonic() - start
     assert returncode != 0, output[-4000:]
     assert "RuntimeError: injected failure on rank 1" in output, output[-4000:]
@@ -226,7 +189,7 @@ def test_wandb_without_credentials_falls_back_to_offline(synth_tiny, tmp_path):
     nor hang; it logs offline into the run folder and says so in the run's log."""
     home, run_dir = tmp_path / "home", tmp_path / "run"
     home.mkdir()
-    env = _cli_env(HOME=str(home), WANDB_DIR=str(tmp_path / "wandb_dir"), NETRC=None,
+    env = cli_env(HOME=str(home), WANDB_DIR=str(tmp_path / "wandb_dir"), NETRC=None,
                    XDG_CONFIG_HOME=None, XDG_CACHE_HOME=None)  # fmt: skip
     for key in [k for k in env if k.startswith("WANDB_") and k != "WANDB_DIR"]:
         env.pop(key)  # WANDB_MODE, WANDB_API_KEY, and any other account setting
@@ -234,7 +197,7 @@ def test_wandb_without_credentials_falls_back_to_offline(synth_tiny, tmp_path):
     overrides = _tiny(
         synth_tiny, ["logger=wandb", f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
     )
-    returncode, output = _train_cli(overrides, tmp_path, env)
+    returncode, output = train_cli(overrides, tmp_path, env)
     assert returncode == 0, output[-4000:]
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1, sorted(p.name for p in (run_dir / "wandb").glob("*"))
@@ -288,7 +251,7 @@ def test_bad_data_fails_before_training_naming_every_problem(broken_data, tmp_pa
     output names each problem: both image files with their ids, both annotations with theirs."""
     run_dir = tmp_path / "run"
     overrides = _tiny(broken_data["root"], [f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'logs'}"])
-    returncode, output = _train_cli(overrides, tmp_path, _cli_env(WANDB_MODE="offline"))
+    returncode, output = train_cli(overrides, tmp_path, cli_env(WANDB_MODE="offline"))
     assert returncode != 0, output[-4000:]
     truncated, deleted = broken_data["truncated"], broken_data["deleted"]
     negative, unknown = broken_data["negative"], broken_data["unknown"]
@@ -313,7 +276,7 @@ def test_bad_data_is_skipped_with_a_report_and_training_completes(broken_data, t
     run_dir = tmp_path / "run"
     overrides = _tiny(broken_data["root"], ["data.on_error=skip", f"hydra.run.dir={run_dir}",
                                             f"paths.log_dir={tmp_path / 'logs'}"])  # fmt: skip
-    returncode, output = _train_cli(overrides, tmp_path, _cli_env(WANDB_MODE="offline"))
+    returncode, output = train_cli(overrides, tmp_path, cli_env(WANDB_MODE="offline"))
     assert returncode == 0, output[-4000:]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file(), "training did not complete"
     assert list(run_dir.rglob("metrics.csv")), "training did not log"

@@ -11,8 +11,6 @@ import re
 import resource
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -31,6 +29,7 @@ from dfss.models.fcos import fcos_r18, load_torchvision_fcos_weights
 from dfss.models.weights import WeightsError
 from dfss.models.yolox import load_official_checkpoint, yolox_nano
 from dfss.train import build_module, run
+from tests.conftest import cli_env, train_cli
 
 ROOT = Path(__file__).parents[1]
 
@@ -176,13 +175,10 @@ def test_resuming_with_another_models_checkpoint_names_the_mismatched_keys(synth
 
 
 # ---- bad configuration: one clear line before any work -----------------------------------------
-def _cli(*overrides: str, cwd: Path, preexec=None, timeout: int = 180) -> tuple[int, str]:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={cwd}", f"paths.log_dir={cwd}", *overrides],
-        env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"},
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, preexec_fn=preexec,
-    )  # fmt: skip
-    return done.returncode, done.stdout + done.stderr
+def _cli(*overrides: str, cwd: Path, preexec=None) -> tuple[int, str]:
+    """``train.py`` writing into ``cwd``."""
+    return train_cli([f"hydra.run.dir={cwd}", f"paths.log_dir={cwd}", *overrides], ROOT, cli_env(WANDB_MODE="offline"),
+                     preexec=preexec)  # fmt: skip
 
 
 @pytest.mark.parametrize(

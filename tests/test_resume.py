@@ -3,7 +3,6 @@ its last checkpoint with ``ckpt_path=last``, and must end bit-identical to a run
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,16 +13,15 @@ import pytest
 import torch
 
 from dfss.lit.checkpoints import CheckpointError, read_checkpoint
+from tests.conftest import TRAIN_PY, cli_env, train_cli
 
 ROOT = Path(__file__).parents[1]
 STEPS_PER_EPOCH = 4  # 8 training images, batch 2
 EPOCHS = 3
 
 
-def _command(data: Path, run_dir: Path, *extra: str) -> list[str]:
+def _overrides(data: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable,
-        str(ROOT / "train.py"),
         f"hydra.run.dir={run_dir}",
         f"paths.log_dir={run_dir}",
         f"data.root={data}",
@@ -42,15 +40,12 @@ def _command(data: Path, run_dir: Path, *extra: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return cli_env(WANDB_MODE="offline")
 
 
-def _train(data: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        _command(data, run_dir, *extra), env=_env(), capture_output=True, text=True, timeout=300, cwd=ROOT
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+def _train(data: Path, run_dir: Path, *extra: str) -> None:
+    code, output = train_cli(_overrides(data, run_dir, *extra), ROOT, _env(), timeout=300)
+    assert code == 0, output[-6000:]
 
 
 def _step_of(checkpoint: Path) -> int:
@@ -63,7 +58,11 @@ def _step_of(checkpoint: Path) -> int:
 def _start_and_stop(data: Path, run_dir: Path, sig: int, at_step: int) -> tuple[int, int]:
     """Start training, send ``sig`` once last.ckpt reached ``at_step``; (exit status, step at signal)."""
     process = subprocess.Popen(
-        _command(data, run_dir), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT
+        [sys.executable, str(TRAIN_PY), *_overrides(data, run_dir)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
@@ -137,12 +136,8 @@ def test_preemption_signal_saves_a_checkpoint_and_the_resumed_run_is_identical(
 
 
 def test_resuming_a_missing_last_checkpoint_is_a_one_line_error(synth_tiny, tmp_path):
-    done = subprocess.run(
-        _command(synth_tiny, tmp_path, "ckpt_path=last"), env=_env(), capture_output=True, text=True,
-        timeout=120, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 2
-    output = done.stdout + done.stderr
+    code, output = train_cli(_overrides(synth_tiny, tmp_path, "ckpt_path=last"), ROOT, _env(), timeout=120)
+    assert code == 2
     assert "Traceback" not in output
     assert output.count(f"ckpt_path=last, but {tmp_path}/checkpoints/last.ckpt does not exist") == 1
 

@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo inspect synth test test-all lint format bench clean
+.PHONY: help install demo inspect synth results report test test-all lint format bench clean
 
 help: ## Show this help
 	@echo "DFSS — Distil FCOS for Security Scanning"
@@ -34,6 +34,14 @@ synth: $(DEMO_DATA)/annotations/test.json ## Generate the small synthetic X-ray 
 demo: synth ## The main job on the synthetic data: teacher -> FCOS -> DFSS -> evaluation table (~10 min CPU)
 	$(BIN)/dfss-validate $(DEMO_DATA)/annotations/train.json --images $(DEMO_DATA)/images/train
 	$(BIN)/dfss-demo --data $(DEMO_DATA)
+
+PLAN ?= gpu
+RESULTS ?= results/$(PLAN)
+results: install ## The paper's experiments + report (PLAN=gpu: one GPU, ~8 min; PLAN=cpu: demo scale, ~1 h)
+	$(BIN)/dfss-results --plan $(PLAN) --out $(RESULTS) --report docs/results.md
+
+report: install ## docs/results.md and its plots from the runs in $(RESULTS) (and the plots to W&B)
+	$(BIN)/dfss-report --results $(RESULTS) --out docs/results.md
 
 inspect: synth ## Load the synthetic set through the data module and draw augmented samples
 	$(BIN)/dfss-inspect data=synth_small

@@ -7,6 +7,7 @@ directly with a composed config.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -144,6 +145,13 @@ def print_summary(metrics: dict[str, float], output_dir: str, best: str | None) 
     Console().print(f"run folder: {output_dir}" + (f"\nbest checkpoint: {best}" if best else ""))
 
 
+@rank_zero_only
+def write_metrics(metrics: dict[str, float], output_dir: str) -> None:
+    """``<run>/metrics.json``: the run's final figures (``val/*`` of the last validation, ``test/*``
+    of the best checkpoint), flat like evaluate.py's; the learning curve is ``metrics_history.jsonl``."""
+    (Path(output_dir) / "metrics.json").write_text(json.dumps(dict(sorted(metrics.items())), indent=2))
+
+
 class DataWorkerDiedError(UserError, RuntimeError):
     """A DataLoader worker process died (killed by the system, usually for memory)."""
 
@@ -207,6 +215,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics = {k: v for k, v in metrics.items() if not math.isnan(v)}
+    write_metrics(metrics, cfg.paths.output_dir)
     print_summary(metrics, cfg.paths.output_dir, best)
     finish_wandb(loggers)
     return metrics

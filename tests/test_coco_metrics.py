@@ -60,6 +60,13 @@ def test_hand_checked_case(backend):
     assert m["map_dangerous"] == pytest.approx(1.0) and m["map50_dangerous"] == pytest.approx(1.0)
     assert m["map_normal"] == pytest.approx(0.25) and m["map50_normal"] == pytest.approx(0.5)
     assert m["map_unknown"] == pytest.approx(1.0)
+    # Recall at IoU 0.5: knife, phone, mystery found, keys not.
+    assert {c.name: c.recall50 for c in result.per_class} == pytest.approx(
+        {"knife": 1.0, "phone": 1.0, "keys": 0.0, "mystery": 1.0}
+    )
+    assert m["recall50_normal"] == pytest.approx(0.5) and m["recall50_unknown"] == pytest.approx(1.0)
+    # Known = every class but the unknown one: knife, phone, keys.
+    assert m["map50_known"] == pytest.approx(2 / 3) and m["map_known"] == pytest.approx(0.5)
     # PR curves at IoU 0.5: knife and phone are each found first (precision 1 up to recall 1); the
     # normal curve averages phone (1 everywhere) and keys (never found: 0).
     assert result.pr50["dangerous"] == pytest.approx((1.0,) * 101)
@@ -74,7 +81,8 @@ def _restricted_map(gt, predictions, cat_ids):
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return evaluator.stats[0], evaluator.stats[1]
+    recall50 = evaluator.eval["recall"][0, :, 0, -1]  # IoU 0.5, all areas, 100 detections
+    return evaluator.stats[0], evaluator.stats[1], recall50[recall50 > -1].mean()
 
 
 def test_supercategory_map_equals_cocoeval_restricted_to_its_category_ids():
@@ -88,9 +96,16 @@ def test_supercategory_map_equals_cocoeval_restricted_to_its_category_ids():
         )
     result = evaluate_coco(gt, predictions, table)
     for supercategory in ("dangerous", "normal", "unknown"):
-        want_map, want_map50 = _restricted_map(gt, predictions, table.coco_ids_of(supercategory))
+        want_map, want_map50, want_recall50 = _restricted_map(
+            gt, predictions, table.coco_ids_of(supercategory)
+        )
         assert result.metrics[f"map_{supercategory}"] == pytest.approx(want_map)
         assert result.metrics[f"map50_{supercategory}"] == pytest.approx(want_map50)
+        assert result.metrics[f"recall50_{supercategory}"] == pytest.approx(want_recall50)
+    known_ids = table.coco_ids_of("dangerous") + table.coco_ids_of("normal")
+    want_map, want_map50, _ = _restricted_map(gt, predictions, known_ids)
+    assert result.metrics["map_known"] == pytest.approx(want_map)
+    assert result.metrics["map50_known"] == pytest.approx(want_map50)
 
 
 def test_empty_predictions_score_zero_and_bad_category_ids_are_refused():

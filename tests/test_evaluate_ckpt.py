@@ -38,7 +38,9 @@ METRIC_KEYS = {
     "map_small",
     "map_medium",
     "map_large",
-    *(f"{prefix}_{s}" for prefix in ("map", "map50") for s in ("dangerous", "normal", "unknown")),
+    *(f"{prefix}_{s}" for prefix in ("map", "map50", "recall50") for s in ("dangerous", "normal", "unknown")),
+    "map_known",
+    "map50_known",
 }
 
 

@@ -8,8 +8,10 @@ that have ground truth — equals COCOeval restricted to that supercategory's ``
 (``tests/test_coco_metrics.py`` checks this against a restricted run). ``useCats=0`` would be wrong
 (mmdetection#6704).
 
-Keys: ``map, map50, map75, map_small, map_medium, map_large`` and, for every supercategory ``s``
-in the class table, ``map_s, map50_s`` (``nan`` when ``s`` has no ground truth in this split).
+Keys: ``map, map50, map75, map_small, map_medium, map_large``; for every supercategory ``s`` in the
+class table ``map_s, map50_s, recall50_s`` (``nan`` when ``s`` has no ground truth in this split);
+and ``map_known, map50_known``, the mean over the known (not unknown) classes — what the unknown rule
+must not cost.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ClassAP:
     ap: float  # AP@[.5:.95]; nan without ground truth
     ap50: float
     ap75: float
+    recall50: float  # recall at IoU 0.5 with up to 100 detections per image; nan without ground truth
     num_gt: int
 
 
@@ -161,6 +164,7 @@ def evaluate_coco(
     stats = [float(s) for s in evaluator.stats[: len(_SUMMARY_KEYS)]]
     metrics = {k: (math.nan if s < 0 else s) for k, s in zip(_SUMMARY_KEYS, stats, strict=True)}
     precision = evaluator.eval["precision"]  # [T, R, K, A, M]; area "all" = 0, maxDets 100 = -1
+    recall = evaluator.eval["recall"]  # [T, K, A, M]
     cat_index = {cat_id: k for k, cat_id in enumerate(evaluator.params.catIds)}
     per_class = []
     for info in (*class_table.known, *class_table.unknown):
@@ -175,6 +179,7 @@ def evaluate_coco(
                 ap=_mean_ap(p),
                 ap50=_mean_ap(p[0]),
                 ap75=_mean_ap(p[5]),
+                recall50=_mean_ap(recall[0, cat_index[info.coco_id], 0, -1]),
                 num_gt=len(gt.getAnnIds(imgIds=image_ids or [], catIds=[info.coco_id], iscrowd=False)),
             )
         )
@@ -190,7 +195,14 @@ def evaluate_coco(
             metrics[f"map50_{supercategory}"] = (
                 float(np.mean([c.ap50 for c in members])) if members else math.nan
             )
+            metrics[f"recall50_{supercategory}"] = (
+                float(np.mean([c.recall50 for c in members])) if members else math.nan
+            )
         if members:
             curves = precision[0, :, :, 0, -1][:, [cat_index[c.coco_id] for c in members]]  # [R, members]
             pr50[supercategory or "all"] = tuple(float(v) for v in np.clip(curves, 0, None).mean(axis=1))
+    unknown_names = {c.name for c in class_table.unknown}
+    known = [c for c in per_class if c.name not in unknown_names and not math.isnan(c.ap)]
+    metrics["map_known"] = float(np.mean([c.ap for c in known])) if known else math.nan
+    metrics["map50_known"] = float(np.mean([c.ap50 for c in known])) if known else math.nan
     return CocoMetrics(metrics, tuple(per_class), pr50)

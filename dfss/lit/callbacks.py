@@ -1,8 +1,11 @@
-"""Training callbacks: ``last.ckpt`` every N steps and on preemption signals; where step time goes."""
+"""Training callbacks: ``last.ckpt`` every N steps and on preemption signals; where step time goes;
+the per-epoch metrics history."""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -137,3 +140,40 @@ class IterationTimer(L.Callback):
                 "time/img_per_s": size / max(self._data_s + step_s, 1e-9),
             })  # fmt: skip
         pl_module.log_dict(values, on_step=True, on_epoch=True, batch_size=size)
+
+
+class MetricsHistory(L.Callback):
+    """Appends each validation's metrics to ``<output_dir>/metrics_history.jsonl`` (rank 0).
+
+    One json line per validation run: ``epoch``, ``step`` and every finite ``val/*`` figure (the
+    epoch's ``train/*_epoch`` means are not final yet at that point, so they are left to the loggers).
+    It is the run's learning curve,
+    independent of the logger chosen (the results report draws mAP-vs-epoch from it). A resumed run
+    appends to the same file; the sanity check is not recorded.
+    """
+
+    def __init__(self, output_dir: str | Path, filename: str = "metrics_history.jsonl") -> None:
+        self.path = Path(output_dir) / filename
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith("val/"):
+                number = float(value)
+                if math.isfinite(number):
+                    row[key] = number
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_metrics_history(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a ``metrics_history.jsonl``; of an epoch validated twice (a resumed run), the last."""
+    rows: dict[int, dict[str, float]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[int(row["epoch"])] = row
+    return [rows[e] for e in sorted(rows)]

@@ -1,0 +1,1 @@
+"""The results report (``dfss-report``): tables, targets and plots from a ``dfss-results`` folder."""

@@ -1,0 +1,160 @@
+"""Issue 7's targets, each judged on the measured means: met or missed, by how much."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from dfss.report import paper
+from dfss.report.collect import Results, stat
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: str
+    measured: str
+    met: bool | None  # None: could not be judged (a run is missing)
+
+    @property
+    def status(self) -> str:
+        return "n/a" if self.met is None else ("met" if self.met else "**missed**")
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:+.1f} points"
+
+
+@dataclass(frozen=True)
+class AlphaChoice:
+    alpha: float
+    dangerous_gain: float
+    normal_change: float
+
+
+def best_alpha(results: Results) -> AlphaChoice | None:
+    """The alpha > 1 with the largest dangerous gain among those losing at most the allowed normal
+    mAP50 (or, if none does, the largest dangerous gain), both against alpha = 1 (DFSS)."""
+    base = results.arm("distill")
+    choices = []
+    for alpha in results.alphas[1:]:
+        runs = results.arm("weighted", alpha=alpha)
+        if not runs or not base:
+            continue
+        choices.append(
+            AlphaChoice(
+                alpha,
+                stat(runs, "map50_dangerous").mean - stat(base, "map50_dangerous").mean,
+                stat(runs, "map50_normal").mean - stat(base, "map50_normal").mean,
+            )
+        )
+    allowed = [c for c in choices if c.normal_change >= -paper.TARGET_NORMAL_LOSS]
+    pool = allowed or choices
+    return max(pool, key=lambda c: c.dangerous_gain) if pool else None
+
+
+@dataclass(frozen=True)
+class TChoice:
+    T: float
+    unknown_ap50: float
+    unknown_recall50: float
+    known_change: float
+
+
+def t_sweep(results: Results) -> list[TChoice]:
+    """Mean over the swept runs, for each T (T = 0 is the evaluation without the rule)."""
+    runs = results.sweep_runs
+    if not runs:
+        return []
+    base = stat(runs, "map50_known").mean
+    rows = []
+    for T in results.unknown_T:
+        rows.append(
+            TChoice(
+                T,
+                stat(runs, "map50_unknown", T).mean,
+                stat(runs, "recall50_unknown", T).mean,
+                stat(runs, "map50_known", T).mean - base,
+            )
+        )
+    return rows
+
+
+def best_T(results: Results) -> TChoice | None:
+    """The T with the best unknown AP50 among those costing at most the allowed known mAP50."""
+    rows = [r for r in t_sweep(results) if r.T > 0 and not math.isnan(r.unknown_ap50)]
+    allowed = [r for r in rows if r.known_change >= -paper.TARGET_KNOWN_DROP]
+    pool = allowed or rows
+    return max(pool, key=lambda r: r.unknown_ap50) if pool else None
+
+
+def verdicts(results: Results) -> list[Verdict]:
+    teacher, student, distill = (stat(results.arm(r), "map50") for r in ("teacher", "student", "distill"))
+    out = []
+    if student.n and distill.n:
+        gain = distill.mean - student.mean
+        out.append(
+            Verdict(
+                f"distillation gain (3) - (2) >= {_points(paper.TARGET_KD_GAIN)} mAP50",
+                f"{_points(gain)} ({distill.mean:.3f} vs {student.mean:.3f})",
+                gain >= paper.TARGET_KD_GAIN,
+            )
+        )
+    if teacher.n and distill.n:
+        target = f"DFSS >= {paper.TARGET_KD_OF_TEACHER:.2f} x teacher mAP50"
+        if teacher.mean > 0:
+            ratio = distill.mean / teacher.mean
+            measured = f"{ratio:.2f} x ({distill.mean:.3f} vs {teacher.mean:.3f})"
+            out.append(Verdict(target, measured, ratio >= paper.TARGET_KD_OF_TEACHER))
+        else:
+            out.append(Verdict(target, f"teacher mAP50 is 0 (DFSS {distill.mean:.3f})", None))
+    choice = best_alpha(results)
+    if choice is not None:
+        met = choice.dangerous_gain >= paper.TARGET_DANGEROUS_GAIN and (
+            choice.normal_change >= -paper.TARGET_NORMAL_LOSS
+        )
+        out.append(
+            Verdict(
+                f"weighted loss: dangerous mAP50 {_points(paper.TARGET_DANGEROUS_GAIN)} with normal "
+                f"mAP50 >= {_points(-paper.TARGET_NORMAL_LOSS)} (best alpha)",
+                f"alpha={choice.alpha:g}: dangerous {_points(choice.dangerous_gain)}, "
+                f"normal {_points(choice.normal_change)}",
+                met,
+            )
+        )
+    t_choice = best_T(results)
+    if t_choice is not None:
+        met = t_choice.unknown_ap50 >= paper.TARGET_UNKNOWN_AP50 and (
+            t_choice.known_change >= -paper.TARGET_KNOWN_DROP
+        )
+        out.append(
+            Verdict(
+                f"unknown AP50 >= {paper.TARGET_UNKNOWN_AP50:.2f} at the best T, known mAP50 "
+                f">= {_points(-paper.TARGET_KNOWN_DROP)}",
+                f"T={t_choice.T:g}: unknown AP50 {t_choice.unknown_ap50:.3f} (recall "
+                f"{t_choice.unknown_recall50:.3f}), known {_points(t_choice.known_change)}",
+                met,
+            )
+        )
+    seeds = {role: stat(results.arm(role), "map50").n for role in ("student", "distill")}
+    seeds.update(
+        {f"alpha={a:g}": stat(results.arm("weighted", alpha=a), "map50").n for a in results.alphas[1:]}
+    )
+    out.append(
+        Verdict(
+            f"each headline number the mean of >= {paper.TARGET_SEEDS} seeds",
+            ", ".join(f"{k}: {n}" for k, n in seeds.items()),
+            all(n >= paper.TARGET_SEEDS for n in seeds.values()) if seeds else None,
+        )
+    )
+    return out
+
+
+def calibration(results: Results) -> Verdict:
+    """Whether the teacher lands where the benchmark preset is calibrated to put it."""
+    teacher = stat(results.arm("teacher"), "map50")
+    low, high = paper.CALIBRATION_RANGE
+    return Verdict(
+        f"benchmark calibration: teacher test mAP50 in [{low:.2f}, {high:.2f}]",
+        teacher.fmt() if teacher.n else "-",
+        (low <= teacher.mean <= high) if teacher.n else None,
+    )

@@ -1,0 +1,244 @@
+"""The results pipeline: plans compose into real runs, the targets' rules, and a tiny plan run end
+to end (real training, evaluation, T re-scoring, report with plots and a W&B offline run)."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra.utils import instantiate
+from PIL import Image
+
+from dfss.config import compose_config
+from dfss.errors import ConfigError
+from dfss.report.collect import Results, Run, load_results
+from dfss.report.targets import best_alpha, best_T, verdicts
+from dfss.results.plan import expand, load_plan, plan_from_mapping
+from dfss.results.runner import run_plan
+
+KD_OPTIONS = (
+    "kd_loc_only",
+    "kd_cls_only",
+    "kd_bbox_only",
+    "kd_no_loc",
+    "kd_no_cls",
+    "kd_no_bbox",
+    "kd_softmax",
+)
+
+
+@pytest.mark.parametrize("name", ["gpu", "cpu"])
+def test_every_run_of_the_packaged_plans_composes_to_the_intended_config(name, tmp_path):
+    plan = load_plan(name)
+    specs = expand(plan)
+    assert [s.name for s in specs][:1] == ["teacher_s1"]  # the teacher first: the students need it
+    assert {s.name for s in specs} >= {
+        "student_s1",
+        "student_s2",
+        "distill_s1",
+        "distill_s2",
+        "weighted_a4_s2",
+    }
+    schedules = set()
+    for spec in specs:
+        overrides = [f"experiment={spec.experiment}", *spec.overrides]
+        if spec.teacher:
+            overrides.append(f"teacher.ckpt_path={tmp_path / spec.teacher / 'last.ckpt'}")
+        cfg = compose_config("train", overrides, tmp_path / spec.name)
+        assert cfg.seed == spec.seed
+        has_kd = cfg.loss.get("distill") is not None
+        assert has_kd == (spec.role not in ("teacher", "student")), spec.name
+        if spec.role == "weighted":
+            assert cfg.loss.dangerous_weight == spec.alpha
+        elif spec.role != "teacher":
+            assert cfg.loss.dangerous_weight == 1.0
+        if spec.role == "ablation":
+            kd = instantiate(cfg.loss.distill)
+            lambdas = {"loc": kd.lambda_loc, "cls": kd.lambda_cls, "bbox": kd.lambda_bbox}
+            option = spec.variant
+            if option.endswith("_only"):
+                assert [k for k, v in lambdas.items() if v > 0] == [option[3:-5]]
+            elif option.startswith("kd_no_"):
+                assert [k for k, v in lambdas.items() if v == 0] == [option[6:]]
+            else:
+                assert option == "kd_softmax" and kd.cls_mode == "softmax" and min(lambdas.values()) > 0
+        if spec.role != "teacher":  # one schedule for every student
+            schedules.add(cfg.trainer.max_epochs)
+    assert len(schedules) == 1
+    assert sorted({s.variant for s in specs if s.role == "ablation"}) == sorted(KD_OPTIONS)
+
+
+def test_plan_errors_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match=r"no results plan 'gpx'; available: \['cpu', 'gpu'\]"):
+        load_plan("gpx")
+    bad = tmp_path / "plan.yaml"
+    bad.write_text("name: x\nseeds: [1\n")
+    with pytest.raises(ConfigError, match="not valid yaml"):
+        load_plan(str(bad))
+    mapping = yaml.safe_load(resources.files("dfss.conf").joinpath("results", "cpu.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"unknown keys \['epochs'\]"):
+        plan_from_mapping({**mapping, "epochs": 3})
+    with pytest.raises(ConfigError, match=r"unknown\.alpha=3\.0 is not 1 or one of weighted\.alphas"):
+        plan_from_mapping({**mapping, "unknown": {"alpha": 3, "T": [0.1]}})
+
+
+def _run(name: str, role: str, seed: int, alpha: float = 1.0, sweep=None, **metrics: float) -> Run:
+    return Run(name, role, seed, alpha, None, Path(name), metrics, (), {}, (), sweep or {})
+
+
+def _hand_made_results() -> Results:
+    plan = {"name": "hand", "stages": {"weighted": {"alphas": [2.0, 4.0]}, "ablation": {"options": []}},
+            "unknown_T": [0.1, 0.3]}  # fmt: skip
+    runs = [
+        _run("teacher_s1", "teacher", 1, map50=0.70),
+        _run("student_s1", "student", 1, map50=0.50),
+        _run("student_s2", "student", 2, map50=0.52),
+        _run("distill_s1", "distill", 1, map50=0.60, map50_dangerous=0.40, map50_normal=0.70),
+        _run("distill_s2", "distill", 2, map50=0.62, map50_dangerous=0.42, map50_normal=0.72),
+        # alpha 2: +4.9 points dangerous, -0.3 normal; alpha 4: +10 dangerous but -3 normal
+        _run("weighted_a2_s1", "weighted", 1, 2.0, map50_dangerous=0.459, map50_normal=0.707, map50_known=0.60,
+             sweep={0.1: {"map50_unknown": 0.35, "map50_known": 0.595}, 0.3: {"map50_unknown": 0.50, "map50_known": 0.55}}),
+        _run("weighted_a4_s1", "weighted", 1, 4.0, map50_dangerous=0.51, map50_normal=0.68),
+    ]  # fmt: skip
+    return Results(Path("."), {"plan": plan}, tuple(runs))
+
+
+def test_best_alpha_and_T_follow_the_targets_rules_and_verdicts_use_the_means():
+    results = _hand_made_results()
+    choice = best_alpha(results)
+    # alpha 4 gains more but costs 3 normal points: the rule picks alpha 2 (within 0.5 points).
+    assert choice.alpha == 2.0
+    assert choice.dangerous_gain == pytest.approx(0.049) and choice.normal_change == pytest.approx(-0.003)
+    t = best_T(results)
+    # T=0.3 has the better unknown AP50 but costs 5 known points; T=0.1 costs 0.5: T=0.1.
+    assert t.T == 0.1 and t.unknown_ap50 == pytest.approx(0.35) and t.known_change == pytest.approx(-0.005)
+    by_target = {v.target: v for v in verdicts(results)}
+    gain = next(v for t, v in by_target.items() if t.startswith("distillation gain"))
+    assert gain.met is True and "+10.0 points" in gain.measured  # 0.61 - 0.51
+    ratio = next(v for t, v in by_target.items() if t.startswith("DFSS >="))
+    assert ratio.met is False and ratio.measured.startswith("0.87 x")  # 0.61 / 0.70
+    weighted = next(v for t, v in by_target.items() if t.startswith("weighted loss"))
+    assert weighted.met is False and "alpha=2" in weighted.measured  # +4.9 points < +5
+    unknown = next(v for t, v in by_target.items() if t.startswith("unknown AP50"))
+    assert unknown.met is True
+    seeds = next(v for t, v in by_target.items() if t.startswith("each headline"))
+    assert seeds.met is False and "alpha=4: 1" in seeds.measured
+
+
+# ---- a tiny plan, run for real --------------------------------------------------------------------
+TINY_SYNTH = {"_target_": "dfss.synth.config.SynthConfig", "image_size": 128, "num_train": 6, "num_val": 3,
+              "num_test": 5, "unknown_per_test_image": [1, 2], "image_format": "png"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: competing threads make training several times slower
+    root = tmp_path_factory.mktemp("results")
+    (root / "synth.yaml").write_text(yaml.safe_dump(TINY_SYNTH))
+    common = ["data.root=${data_dir}", "data.image_size=128", "data.num_workers=0", "data.batch_size=3",
+              "trainer.max_epochs=2", "++trainer.limit_train_batches=1", "logger=csv"]  # fmt: skip
+    plan = {
+        "name": "tiny", "description": "test-sized", "synth_preset": str(root / "synth.yaml"),
+        "data_dir": str(root / "data"), "seeds": [1, 2], "common": common,
+        "eval": ["data.root=${data_dir}", "data.num_workers=0", "backend=faster_coco_eval"],
+        "teacher": {"experiment": "demo_teacher", "seeds": [1]},
+        "student": {"experiment": "demo_student"},
+        "distill": {"experiment": "demo_distill"},
+        "weighted": {"experiment": "demo_distill", "alphas": [2], "overrides": ["loss=distill_weighted"]},
+        "ablation": {"experiment": "demo_distill", "seeds": [1], "options": ["kd_no_cls"]},
+        "unknown": {"alpha": 2, "T": [0.5]},
+    }  # fmt: skip
+    (root / "plan.yaml").write_text(yaml.safe_dump(plan))
+    out = root / "out"
+    try:
+        index = run_plan(load_plan(str(root / "plan.yaml")), out)
+    finally:
+        torch.set_num_threads(threads)
+    return root, out, index
+
+
+def test_a_plan_trains_evaluates_and_rescores_every_run(tiny_results):
+    _, out, index = tiny_results
+    names = {"teacher_s1", "student_s1", "student_s2", "distill_s1", "distill_s2", "weighted_a2_s1",
+             "weighted_a2_s2", "ablation_kd_no_cls_s1"}  # fmt: skip
+    assert set(index["runs"]) == names and index["finished"]
+    assert json.loads((out / "index.json").read_text())["runs"].keys() == names
+    for name in names:
+        run_dir = out / name
+        history = [json.loads(line) for line in (run_dir / "metrics_history.jsonl").read_text().splitlines()]
+        assert [row["epoch"] for row in history] == [0, 1] and all("val/map50" in row for row in history)
+        assert "val/map50" in json.loads((run_dir / "metrics.json").read_text())
+        metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+        assert {"map50", "map50_dangerous", "recall50_unknown", "map50_known"} <= metrics.keys()
+        checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        cfg = checkpoint["dfss_config"]
+        assert cfg["seed"] == index["runs"][name]["seed"]
+        if name.startswith("weighted"):
+            assert cfg["loss"]["dangerous_weight"] == 2.0
+            assert cfg["teacher"]["ckpt_path"] == str(out / "teacher_s1" / "checkpoints" / "last.ckpt")
+        if name.startswith("ablation"):
+            assert cfg["loss"]["distill"]["lambda_cls"] == 0.0
+    # Only the alpha = 2 runs are re-scored, with the unknown rule at T = 0.5 and nothing else changed.
+    rescored = {n for n, e in index["runs"].items() if "0.5" in e["evals"]}
+    assert rescored == {"weighted_a2_s1", "weighted_a2_s2"}
+    run = json.loads((out / "weighted_a2_s1" / "eval_T0.5" / "run.json").read_text())
+    assert run["unknown_threshold"] == 0.5
+    assert json.loads((out / "weighted_a2_s1" / "eval" / "run.json").read_text())["unknown_threshold"] == 0.0
+
+
+def test_a_finished_plan_is_not_run_again(tiny_results):
+    root, out, _ = tiny_results
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/checkpoints/last.ckpt")}
+    evals = {p: p.stat().st_mtime_ns for p in out.glob("*/eval*/metrics.json")}
+    run_plan(load_plan(str(root / "plan.yaml")), out)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/checkpoints/last.ckpt")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/eval*/metrics.json")} == evals
+
+
+def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path, monkeypatch):
+    from dfss.report.cli import main as report_main
+
+    _, out, _ = tiny_results
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    report = tmp_path / "docs" / "results.md"
+    assert report_main(["--results", str(out), "--out", str(report)]) == 0
+    text = report.read_text()
+    for heading in ("## Targets", "(1)–(3) Teacher, FCOS, DFSS", "(4) Class-weighted loss", "(5) Unknown threshold T",
+                    "(6) KD ablations", "## Per-class AP50", "## Precision–recall", "## Learning curves"):  # fmt: skip
+        assert heading in text
+    # Every embedded plot exists next to the report and is a real PNG.
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(images) == 5
+    for image in images:
+        with Image.open(report.parent / image) as picture:
+            assert picture.format == "PNG" and picture.size[0] > 300
+    # The FCOS row is the mean and spread of the two student runs' test mAP50.
+    values = [
+        json.loads((out / f"student_s{s}" / "eval" / "metrics.json").read_text())["map50"] for s in (1, 2)
+    ]
+    assert f"| FCOS (no KD) | {statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f} |" in text
+    # Each target is judged, and the judgement agrees with the measured means.
+    targets = json.loads((report.parent / "results" / "targets.json").read_text())
+    results = load_results(out)
+    distill = statistics.fmean(r.metrics["map50"] for r in results.arm("distill"))
+    gain = next(t for t in targets if t["target"].startswith("distillation gain"))
+    assert gain["met"] == (distill - statistics.fmean(values) >= 0.065)
+    assert all(f"| {t['target']} |" in text for t in targets)
+    # One W&B offline run with the plots.
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert len(list((runs[0] / "files" / "media" / "images").rglob("*.png"))) == 5
+
+
+def test_report_of_an_incomplete_folder_is_a_clear_error(tmp_path, capsys):
+    from dfss.report.cli import main as report_main
+
+    assert report_main(["--results", str(tmp_path), "--out", str(tmp_path / "r.md"), "--no-wandb"]) == 2
+    assert f"{tmp_path / 'index.json'} is missing" in capsys.readouterr().err

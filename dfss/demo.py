@@ -25,13 +25,10 @@ from rich.table import Table
 
 from dfss.config import compose_config
 from dfss.evaluate import run as evaluate
+from dfss.report.paper import PAPER_MODELS
 from dfss.train import run as train
 
-PAPER = {  # the paper's figures on its private data, for orientation (mAP50 / mmAP)
-    "teacher": {"map50": 0.662, "map": 0.532},
-    "student": {"map50": 0.544, "map": 0.377},
-    "distill": {"map50": 0.609, "map": 0.418},
-}
+PAPER = PAPER_MODELS  # the paper's figures on its private data, for orientation (mAP50 / mmAP)
 COLUMNS = ("map50", "map", "map50_dangerous", "map50_normal", "map50_unknown")
 ROWS = (
     ("teacher", "teacher (YOLOX)", "none"),

@@ -41,7 +41,7 @@ def test_inspect_cli_help_lists_the_config_groups():
     out = subprocess.run(
         [sys.executable, "-m", "dfss.data.inspect", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    assert "data: coco, synth_benchmark, synth_small" in out
+    assert "data: coco, synth_benchmark, synth_results, synth_small" in out
 
 
 def test_hydra_flags_may_follow_the_overrides():

@@ -167,13 +167,23 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         "— every figure below is read from the runs' `metrics.json`, `per_class.csv`, `pr_curves.json` "
         "and `metrics_history.jsonl`; nothing is typed in by hand except the paper's numbers.",
         "",
+        *(
+            [
+                f"> **Not the benchmark.** These figures come from the `{plan['name']}` plan ({plan.get('description', '')}): "
+                "they show every experiment and every table working end to end, not what the method achieves. "
+                "The GPU plan (`make results`) is the comparison that counts.",
+                "",
+            ]
+            if plan["synth_preset"] not in paper.CALIBRATED_PRESETS
+            else []
+        ),
         f"- **Plan** `{plan['name']}`: {plan.get('description', '')}",
         f"- **Data**: `dfss-synth --preset {plan['synth_preset']}` (version `{synth.get('version', '?')}`, "
         f"{synth.get('image_size', '?')} px, {synth.get('num_train', '?')} / {synth.get('num_val', '?')} / "
         f"{synth.get('num_test', '?')} train / val / test images); every figure is on the **test** split.",
         f"- **Machine**: {env.get('device', '?')} (CUDA: {env.get('cuda', '?')}), torch {env.get('torch', '?')}; "
         f"training took {total / 60:.1f} min in all ({index.get('started', '?')} → {index.get('finished', 'unfinished')}).",
-        f"- **Calibration**: {calib.target} — measured {calib.measured}: {calib.status}.",
+        f"- **Calibration** of the benchmark: {calib.target} — measured {calib.measured}: {calib.status}.",
         "- Figures are `mean ± sample std` over seeds (a single value: one seed). The paper's numbers are on "
         "its own private data: they orient, they do not compare like for like.",
         "",

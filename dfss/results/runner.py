@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -98,7 +99,7 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(0)
         if torch.cuda.is_available()
-        else platform.processor() or "cpu",
+        else f"CPU, {os.cpu_count()} cores",
         "cuda": torch.cuda.is_available(),
         "cpu_threads": torch.get_num_threads(),
         "python": platform.python_version(),

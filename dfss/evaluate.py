@@ -38,9 +38,9 @@ from dfss.lit.checkpoints import (
     build_model_from_checkpoint,
     check_classes,
     is_dfss_checkpoint,
+    postprocess_config_of,
     read_checkpoint,
 )
-from dfss.models.postprocess import PostProcessConfig
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,7 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
     check_classes(checkpoint, datamodule.class_table, path)  # before the split is read and checked
     _setup_split(cfg, datamodule)
 
-    postprocess_node = train_config.get("model", {}).get("postprocess")
-    base = hydra.utils.instantiate(postprocess_node) if postprocess_node else PostProcessConfig()
-    postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(base)
+    postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
     weights = "ema" if any(k.startswith("ema.module.") for k in checkpoint["state_dict"]) else "model"
     device = resolve_device(cfg.device)
     model = build_model_from_checkpoint(checkpoint, datamodule.class_table.num_classes, path)

@@ -16,6 +16,7 @@ from torch import nn
 
 from dfss.data.classes import ClassTable
 from dfss.errors import UserError
+from dfss.models.postprocess import PostProcessConfig
 
 
 class CheckpointError(UserError):
@@ -49,6 +50,27 @@ def check_classes(checkpoint: dict[str, Any], class_table: ClassTable, path: str
             f"{path} was trained on classes {saved[:5]}{'...' if len(saved) > 5 else ''} "
             f"but the data set has {ours[:5]}{'...' if len(ours) > 5 else ''}"
         )
+
+
+def class_table_of(checkpoint: dict[str, Any], path: str | Path) -> ClassTable:
+    """The class table the checkpoint was trained with: its saved classes and its data config's
+    dangerous and unknown supercategories (for running a model on images without a data set)."""
+    categories = checkpoint.get("dfss_classes")
+    if not categories:
+        raise CheckpointError(f"{path} carries no class list (dfss_classes); use a checkpoint from train.py")
+    data_config = checkpoint["dfss_config"].get("data", {})
+    return ClassTable.from_categories(
+        categories,
+        dangerous_supercategories=data_config.get("dangerous_supercategories", ("dangerous",)),
+        unknown_supercategories=data_config.get("unknown_supercategories", ("unknown",)),
+        source=f"{path} (dfss_classes)",
+    )
+
+
+def postprocess_config_of(checkpoint: dict[str, Any]) -> PostProcessConfig:
+    """The post-processing settings the checkpoint's model was trained and validated with."""
+    node = checkpoint["dfss_config"].get("model", {}).get("postprocess")
+    return instantiate(node) if node else PostProcessConfig()
 
 
 def model_state(checkpoint: dict[str, Any], *, prefer_ema: bool = True) -> dict[str, torch.Tensor]:

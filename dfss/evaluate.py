@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,20 @@ def load_predictions(path: str | Path) -> list[dict]:
 
 
 def write_results(result: CocoMetrics, output_dir: str | Path) -> None:
-    """``metrics.json``, ``per_class.csv`` and ``pr_curves.json`` (precision at IoU 0.5 on COCO's 101
-    recall points, overall and per supercategory) in ``output_dir``."""
+    """``metrics.json``, ``per_class.csv``, ``pr_curves.json`` (precision at IoU 0.5 on COCO's 101
+    recall points, overall and per supercategory) and ``roc.json`` (the image alarm's ROC: fpr, tpr,
+    alarm score per point) in ``output_dir``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
     curves = {"recall": list(RECALL_GRID), "precision50": {k: list(v) for k, v in result.pr50.items()}}
     (output_dir / "pr_curves.json").write_text(json.dumps(curves))
+    if result.roc is not None:
+        roc = result.roc
+        thresholds = [None if math.isinf(t) else t for t in roc.thresholds]  # None: nothing alarms
+        document = {"fpr": roc.fpr, "tpr": roc.tpr, "thresholds": thresholds,
+                    "num_positive": roc.num_positive, "num_negative": roc.num_negative}  # fmt: skip
+        (output_dir / "roc.json").write_text(json.dumps(document))
     rows = [asdict(c) for c in result.per_class]
     with open(output_dir / "per_class.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["name"])
@@ -156,7 +164,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if has_ckpt:
         (output_dir / "predictions.json").write_text(json.dumps(predictions))
     gt = datamodule.datasets[cfg.split].coco
-    result = evaluate_coco(gt, predictions, datamodule.class_table, backend=cfg.backend)
+    result = evaluate_coco(
+        gt, predictions, datamodule.class_table, backend=cfg.backend, alarm_fpr=float(cfg.alarm_fpr)
+    )
     write_results(result, output_dir)
     unknown_ids = set(datamodule.class_table.unknown_ids)
     num_unknown = sum(p["category_id"] in unknown_ids for p in predictions)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dfss.config import compose_config
@@ -41,6 +42,12 @@ def test_perfect_predictions_score_one_and_results_are_written(tiny_xray, tmp_pa
     assert len(curves["recall"]) == 101 and curves["recall"][-1] == 1.0
     assert set(curves["precision50"]) == {"all", "dangerous", "normal", "unknown"}
     assert curves["precision50"]["dangerous"] == pytest.approx([1.0] * 101)  # perfect: precision 1 everywhere
+    # Screening figures: every dangerous object found with no false positive; the ROC file is the one scored.
+    assert metrics["dangerous_recall_at_fppi_0.1"] == 1.0
+    roc = json.loads((tmp_path / "out" / "roc.json").read_text())
+    assert roc["fpr"][0] == 0.0 and roc["tpr"][-1] == 1.0 and roc["thresholds"][0] is None
+    if roc["num_negative"]:
+        assert metrics["alarm_auc"] == pytest.approx(np.trapezoid(roc["tpr"], roc["fpr"])) == 1.0
 
 
 def test_predictions_for_images_outside_the_split_are_refused(tiny_xray, tmp_path):

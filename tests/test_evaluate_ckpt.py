@@ -41,6 +41,13 @@ METRIC_KEYS = {
     *(f"{prefix}_{s}" for prefix in ("map", "map50", "recall50") for s in ("dangerous", "normal", "unknown")),
     "map_known",
     "map50_known",
+    "alarm_auc",
+    *(f"alarm_tpr_at_fpr_{rate}" for rate in ("0.01", "0.05", "0.1")),
+    "alarm_fpr_target",
+    "alarm_score_at_fpr",
+    "alarm_tpr",
+    "alarm_fpr",
+    *(f"dangerous_recall_at_fppi_{point}" for point in ("0.1", "0.5", "1")),
 }
 
 

@@ -148,14 +148,13 @@ def test_resume_from_last_checkpoint_continues_the_run(synth_tiny, tmp_path):
 def test_wandb_runs_offline_and_writes_its_run_files(synth_tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run(
-        compose_config(
-            "train", _tiny(synth_tiny, ["experiment=demo_student", "logger=wandb", "test=false"]), tmp_path
-        )
-    )
+    run(compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "logger=wandb"]), tmp_path))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert list(runs[0].glob("run-*.wandb")), "no W&B run file written"
+    # The test stage's image-alarm ROC went in as a table behind a line plot.
+    tables = list((runs[0] / "files" / "media" / "table").rglob("*alarm_roc*.table.json"))
+    assert len(tables) == 1 and "false_alarm_rate" in tables[0].read_text()
 
 
 def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth_tiny, tmp_path):

@@ -11,7 +11,8 @@ that have ground truth — equals COCOeval restricted to that supercategory's ``
 Keys: ``map, map50, map75, map_small, map_medium, map_large``; for every supercategory ``s`` in the
 class table ``map_s, map50_s, recall50_s`` (``nan`` when ``s`` has no ground truth in this split);
 and ``map_known, map50_known``, the mean over the known (not unknown) classes — what the unknown rule
-must not cost.
+must not cost; and the screening figures of :mod:`dfss.eval.operating_point` (``alarm_auc``,
+``alarm_tpr_at_fpr_0.05``, ``alarm_score_at_fpr``, ``dangerous_recall_at_fppi_0.5``, ...).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pycocotools.coco import COCO
 from dfss.data.classes import ClassTable
 from dfss.data.errors import DataError
 from dfss.errors import ConfigError
+from dfss.eval.operating_point import Roc, operating_point_metrics
 
 BACKENDS = ("pycocotools", "faster_coco_eval")
 _SUMMARY_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large")
@@ -56,6 +58,7 @@ class CocoMetrics:
     # Precision at IoU 0.5 on RECALL_GRID (all areas, 100 detections), averaged over the classes
     # with ground truth: "all" and each supercategory that has some. The report's PR curves.
     pr50: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    roc: Roc | None = None  # the image alarm's ROC (dfss.eval.operating_point)
 
     def table(self) -> str:
         """A text table: per-class AP / AP50, then the summary keys."""
@@ -63,7 +66,7 @@ class CocoMetrics:
         for c in self.per_class:
             lines.append(f"{c.name:<16} {c.supercategory:<12} {c.num_gt:>5} {c.ap:>6.3f} {c.ap50:>6.3f}")
         lines.append("")
-        lines.extend(f"{k:<22} {v:.4f}" for k, v in self.metrics.items())
+        lines.extend(f"{k:<30} {v:.4f}" for k, v in self.metrics.items())
         return "\n".join(lines)
 
 
@@ -144,11 +147,13 @@ def evaluate_coco(
     *,
     backend: str = "pycocotools",
     image_ids: Sequence[int] | None = None,
+    alarm_fpr: float = 0.05,
 ) -> CocoMetrics:
     """Score COCO-format ``results`` against ``gt`` (a pycocotools index of the ground-truth json).
 
     ``image_ids`` restricts the evaluation to those images (e.g. the part of a split a shortened run
-    evaluated); by default every image of ``gt`` counts.
+    evaluated); by default every image of ``gt`` counts. ``alarm_fpr`` is the false-alarm rate whose
+    alarm score is reported.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -205,4 +210,6 @@ def evaluate_coco(
     known = [c for c in per_class if c.name not in unknown_names and not math.isnan(c.ap)]
     metrics["map_known"] = float(np.mean([c.ap for c in known])) if known else math.nan
     metrics["map50_known"] = float(np.mean([c.ap50 for c in known])) if known else math.nan
-    return CocoMetrics(metrics, tuple(per_class), pr50)
+    screening, roc = operating_point_metrics(gt, results, class_table, image_ids, alarm_fpr)
+    metrics.update(screening)
+    return CocoMetrics(metrics, tuple(per_class), pr50, roc)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from dfss.data.batch import DetectionBatch
 from dfss.data.classes import ClassTable
 from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
+from dfss.eval.operating_point import Roc
 from dfss.lit.checkpoints import CheckpointError
 from dfss.lit.ema import ModelEMA
 from dfss.lit.evaluation import PredictionStore
@@ -50,6 +51,18 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
             is_norm = isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
             (no_decay if is_norm or name == "bias" or param.ndim <= 1 else decay).append(param)
     return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def log_alarm_roc(logger: WandbLogger, roc: Roc, key: str, step: int) -> None:
+    """The image alarm's ROC as a W&B line plot (false-alarm rate vs threat images caught)."""
+    import wandb
+
+    table = wandb.Table(
+        columns=["false_alarm_rate", "threat_images_alarmed"], data=list(zip(roc.fpr, roc.tpr, strict=True))
+    )
+    title = f"Image alarm ROC (AUC {roc.auc:.3f})"
+    plot = wandb.plot.line(table, "false_alarm_rate", "threat_images_alarmed", title=title)
+    logger.experiment.log({key: plot}, step=step)
 
 
 class DetectionModule(L.LightningModule):
@@ -213,6 +226,8 @@ class DetectionModule(L.LightningModule):
                     logger.log_table(
                         key=f"{stage}/per_class_ap", columns=columns, data=rows, step=self.global_step
                     )
+                    if stage == "test" and metrics.roc is not None:
+                        log_alarm_roc(logger, metrics.roc, f"{stage}/alarm_roc", self.global_step)
 
     def validation_step(self, batch: DetectionBatch, batch_idx: int) -> None:
         self._eval_step(batch, "val", batch_idx)

@@ -9,9 +9,10 @@ Two modes, exactly one of which a run sets:
   retraining. The detections are written as ``predictions.json`` (COCO results format).
 - ``predictions=<COCO results json>``: that file is scored as it is.
 
-Both write ``metrics.json`` (overall, per supercategory), ``per_class.csv`` (AP, AP50, AP75 per
-class) and ``run.json`` (what was evaluated: split, checkpoint or file, the unknown rule, detection
-counts), and print a table. The ground truth is the split's json as the data module validates it,
+Both write ``metrics.json`` (overall, per supercategory, the alarm operating point),
+``per_class.csv`` (AP, AP50, AP75, recall per class), ``pr_curves.json``, ``roc.json`` and
+``run.json`` (what was evaluated: split, checkpoint or file, the unknown rule, detection counts), and
+print a table; with ``model_card=true`` (checkpoint mode) also ``model_card.md``. The ground truth is the split's json as the data module validates it,
 so the figures describe exactly the images and annotations a model would be evaluated on.
 """
 
@@ -33,6 +34,7 @@ from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.data.errors import DataError
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.coco_metrics import RECALL_GRID, CocoMetrics, evaluate_coco
+from dfss.eval.model_card import measure_speed, render_model_card
 from dfss.eval.predict import EVAL_SPLITS, predict_split, resolve_device
 from dfss.lit.checkpoints import (
     CheckpointError,
@@ -89,7 +91,7 @@ def _setup_split(cfg: DictConfig, datamodule: XrayDataModule) -> None:
     datamodule.setup(STAGE_OF_SPLIT[cfg.split])
 
 
-def _score_file(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, Any]]:
+def _score_file(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, Any], dict[str, Any]]:
     """The predictions file and the data it is scored on."""
     if float(cfg.threshold.T) > 0:
         log.warning("threshold.T=%s is ignored: a predictions file is scored as it is", cfg.threshold.T)
@@ -103,11 +105,12 @@ def _score_file(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, 
             f"{cfg.predictions}: image ids {stray[:10]}{' ...' if len(stray) > 10 else ''} are not in the "
             f"{cfg.split} split ({datamodule.ann_path(cfg.split)})"
         )
-    return datamodule, predictions, {"predictions": str(cfg.predictions)}
+    return datamodule, predictions, {"predictions": str(cfg.predictions)}, {}
 
 
-def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, Any]]:
-    """Run the checkpoint's model over the split with its post-processing and this run's unknown rule."""
+def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, Any], dict[str, Any]]:
+    """Run the checkpoint's model over the split with its post-processing and this run's unknown rule;
+    also returns the model, the checkpoint and the post-processing (for the model card)."""
     path = cfg.ckpt_path
     checkpoint = read_checkpoint(path)
     if not is_dfss_checkpoint(checkpoint):
@@ -145,7 +148,34 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
         "unknown_min_quality": postprocess_config.unknown_min_quality,
         "postprocess": asdict(postprocess_config),
     }
-    return datamodule, predictions, info
+    return (
+        datamodule,
+        predictions,
+        info,
+        {"model": model, "checkpoint": checkpoint, "postprocess": postprocess_config},
+    )
+
+
+def write_model_card(cfg: DictConfig, result: CocoMetrics, info: dict[str, Any], datamodule: XrayDataModule,
+                     loaded: dict[str, Any], output_dir: Path) -> Path:  # fmt: skip
+    """``model_card.md``: the checkpoint, its data, classes, figures, operating point and speed here."""
+    model = loaded["model"]
+    device = next(model.parameters()).device
+    speed = measure_speed(model, info["image_size"], device, loaded["postprocess"])
+    card = render_model_card(
+        checkpoint=loaded["checkpoint"],
+        ckpt_path=str(cfg.ckpt_path),
+        result=result,
+        info=info,
+        ann_path=str(datamodule.ann_path(cfg.split)),
+        num_images=len(datamodule.datasets[cfg.split].coco.getImgIds()),
+        speed=speed,
+        device=device,
+        num_parameters=sum(p.numel() for p in model.parameters()),
+    )
+    path = output_dir / "model_card.md"
+    path.write_text(card)
+    return path
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -158,7 +188,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
         )
     if cfg.split not in EVAL_SPLITS:
         raise ConfigError(f"split must be one of {EVAL_SPLITS}, got {cfg.split!r}")
-    datamodule, predictions, info = (_predict_checkpoint if has_ckpt else _score_file)(cfg)
+    if cfg.get("model_card") and not has_ckpt:
+        raise ConfigError(
+            "model_card=true needs ckpt_path=<DFSS checkpoint> (a predictions file has no model)"
+        )
+    datamodule, predictions, info, loaded = (_predict_checkpoint if has_ckpt else _score_file)(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if has_ckpt:
@@ -180,6 +214,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         else "scored as given (no unknown rule applied)"
     )
     log.info("%s: %d of %d detections labelled unknown", rule, num_unknown, len(predictions))
+    if cfg.get("model_card"):
+        log.info(
+            "model card written to %s", write_model_card(cfg, result, info, datamodule, loaded, output_dir)
+        )
     log.info("results written to %s", output_dir)
     return result.metrics
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from torch import nn
 from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
 from dfss.data.transforms import letterbox_shape
+from dfss.errors import ConfigError
 from dfss.eval.coco_metrics import evaluate_coco
 from dfss.eval.predict import predict_split, resolve_device
 from dfss.evaluate import run
@@ -141,6 +143,30 @@ def test_rescoring_predictions_json_gives_the_same_metrics(synth_root, ckpt_eval
     assert (out / "per_class.csv").read_text() == (tmp_path / "b" / "per_class.csv").read_text()
     assert json.loads((tmp_path / "b" / "run.json").read_text())["num_detections"] > 0
     assert not (tmp_path / "b" / "predictions.json").exists()  # a scored file is not copied
+
+
+def test_model_card_holds_the_checkpoints_facts_figures_operating_point_and_speed(
+    synth_root, student_ckpt, ckpt_eval, tmp_path
+):
+    metrics, _ = ckpt_eval
+    out = tmp_path / "card"
+    again = run(_eval_cfg(synth_root, out, f"ckpt_path={student_ckpt}", "model_card=true"))
+    assert _same_metrics(again, metrics)  # writing the card changes no figure
+    card = (out / "model_card.md").read_text()
+    assert f"# Model card: `{student_ckpt}`" in card
+    assert "fcos" in card.lower() and "128 x 128 px" in card and "no distillation" in card
+    assert f"| all classes | {metrics['map50']:.3f} | {metrics['map']:.3f} |" in card
+    assert (
+        f"| alarm ROC AUC | {'-' if math.isnan(metrics['alarm_auc']) else format(metrics['alarm_auc'], '.3f')} |"
+        in card
+    )
+    _, categories = _categories(synth_root)
+    for category in categories:  # every class with its supercategory
+        assert f"| {category['name']} | {category['supercategory']} |" in card
+    speed = re.findall(r"^\| (1|8) \| ([0-9.]+) \| ([0-9.]+) \|$", card, flags=re.M)
+    assert [b for b, _, _ in speed] == ["1", "8"] and all(float(ms) > 0 for _, ms, _ in speed)
+    with pytest.raises(ConfigError, match="model_card=true needs ckpt_path"):
+        run(_eval_cfg(synth_root, tmp_path / "x", f"predictions={tmp_path / 'none.json'}", "model_card=true"))
 
 
 def test_unknown_rule_labels_with_the_data_sets_unknown_category(

@@ -215,7 +215,7 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
         assert heading in text
     # Every embedded plot exists next to the report and is a real PNG.
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(images) == 5
+    assert len(images) == 6
     for image in images:
         with Image.open(report.parent / image) as picture:
             assert picture.format == "PNG" and picture.size[0] > 300
@@ -234,7 +234,7 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     # One W&B offline run with the plots.
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
-    assert len(list((runs[0] / "files" / "media" / "images").rglob("*.png"))) == 5
+    assert len(list((runs[0] / "files" / "media" / "images").rglob("*.png"))) == 6
 
 
 def test_report_of_an_incomplete_folder_is_a_clear_error(tmp_path, capsys):

@@ -37,6 +37,7 @@ def make_plots(results: Results, folder: Path) -> dict[str, Path]:
         "pr": plots.pr_curves(
             results, list(RECALL_GRID), folder / "pr_curves.png", choice.T if choice else None
         ),
+        "roc": plots.alarm_roc(results, folder / "alarm_roc.png"),
     }
 
 

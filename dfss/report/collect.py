@@ -35,6 +35,7 @@ class Run:
     sweep: dict[float, dict[str, float]] = field(default_factory=dict)  # T -> test metrics with the rule
     sweep_pr50: dict[float, dict[str, tuple[float, ...]]] = field(default_factory=dict)
     seconds_train: float = math.nan
+    roc: dict[str, Any] | None = None  # the image alarm's ROC (roc.json: fpr, tpr, thresholds)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def load_results(folder: str | Path) -> Results:
                 sweep=sweep,
                 sweep_pr50=sweep_pr50,
                 seconds_train=float(entry.get("seconds_train", math.nan)),
+                roc=_read_json(main / "roc.json") if (main / "roc.json").is_file() else None,
             )
         )
     if not runs:

@@ -142,6 +142,31 @@ def _per_class_table(results: Results) -> list[str]:
     return _table(["class", "supercategory", "test objects", *(t for t, _ in models)], rows)
 
 
+SCREENING = (
+    ("alarm_auc", "alarm AUC"),
+    ("alarm_tpr_at_fpr_0.01", "TPR @ FPR 1 %"),
+    ("alarm_tpr_at_fpr_0.05", "TPR @ FPR 5 %"),
+    ("alarm_tpr_at_fpr_0.1", "TPR @ FPR 10 %"),
+    ("alarm_score_at_fpr", "alarm score for FPR 5 %"),
+    ("dangerous_recall_at_fppi_0.1", "dangerous recall @ 0.1 FP/image"),
+    ("dangerous_recall_at_fppi_0.5", "@ 0.5 FP/image"),
+    ("dangerous_recall_at_fppi_1", "@ 1 FP/image"),
+)
+
+
+def _screening_table(results: Results) -> list[str]:
+    rows = []
+    for role, title in HEADLINE:
+        runs = results.arm(role)
+        if runs:
+            rows.append([title, *(stat(runs, key).fmt() for key, _ in SCREENING)])
+    for alpha in results.alphas[1:]:
+        runs = results.arm("weighted", alpha=alpha)
+        if runs:
+            rows.append([f"DFSS, alpha = {alpha:g}", *(stat(runs, key).fmt() for key, _ in SCREENING)])
+    return _table(["model", *(label for _, label in SCREENING)], rows)
+
+
 def _runs_table(results: Results) -> list[str]:
     def row(r: Run) -> list[str]:
         return [r.name, r.role, str(r.seed), _f(r.metrics.get("map50", math.nan)), _f(r.metrics.get("map", math.nan)),
@@ -234,6 +259,12 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
     lines += ["## (6) KD ablations", "", *_ablation_table(results), "",
               "## Per-class AP50", "", f"![per-class AP50]({images['per_class']})", "", *_per_class_table(results), "",
               "## Precision–recall per supercategory (IoU 0.5)", "", f"![PR curves]({images['pr']})", "",
+              "## Screening operating point", "",
+              "An image alarms when any dangerous detection scores at least s. TPR: share of the test images "
+              "holding a dangerous object that alarm; FPR: share of the clean ones that do (the ROC below). "
+              "Object level: the share of dangerous objects found (right class, IoU >= 0.5) while allowing "
+              "that many false dangerous detections per image.", "",
+              *_screening_table(results), "", f"![alarm ROC]({images['roc']})", "",
               "## Runs", "", *_runs_table(results), "",
               "Each run is `python train.py experiment=<file> <overrides>`; `dfss-results --plan "
               f"{plan['name']} --dry-run` prints every command of this plan. `make report` rebuilds this page.", ""]  # fmt: skip

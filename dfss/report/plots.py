@@ -147,3 +147,24 @@ def alpha_plot(results: Results, path: Path) -> Path:
     ax.set_title("Class-weighted loss")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def alarm_roc(results: Results, path: Path) -> Path:
+    """The image alarm's ROC per model (TPR averaged over seeds on a common FPR grid)."""
+    grid = np.linspace(0.0, 1.0, 201)
+    fig, ax = plt.subplots(figsize=(5.0, 4.2))
+    for key, label, runs in arms(results):
+        curves = [
+            np.interp(grid, r.roc["fpr"], r.roc["tpr"]) for r in runs if r.roc and r.roc["num_negative"]
+        ]
+        if curves:
+            auc = stat(runs, "alarm_auc").mean
+            ax.plot(grid, np.mean(curves, axis=0), color=ARM_COLOURS[key], label=f"{label} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    for rate in (0.01, 0.05, 0.10):
+        ax.axvline(rate, color="grey", linewidth=0.6, alpha=0.5)
+    ax.set_xlabel("false-alarm rate (clean images that alarm)")
+    ax.set_ylabel("threat images that alarm")
+    ax.set_title("Image alarm: any dangerous detection >= s")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)

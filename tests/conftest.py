@@ -173,3 +173,40 @@ def train_cli(overrides: Sequence[str], cwd: Path, env: dict[str, str], timeout:
         output, _ = proc.communicate()
         pytest.fail(f"train.py hung: still running after {timeout} s; output tail:\n{output[-4000:]}")
     return proc.returncode, output
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A tiny set from the real generator (128 px; its test split has unknown objects)."""
+    from dfss.synth.config import SynthConfig
+    from dfss.synth.writer import generate
+
+    root = tmp_path_factory.mktemp("synth") / "set"
+    config = SynthConfig(
+        image_size=128, num_train=6, num_val=3, num_test=5, unknown_per_test_image=(1, 2), image_format="png"
+    )
+    generate(config, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def student_ckpt(synth_root, tmp_path_factory) -> Path:
+    """A real FCOS student checkpoint: ``train.run`` for two steps on the tiny set."""
+    from dfss.config import compose_config
+    from dfss.train import run as train_run
+
+    output_dir = tmp_path_factory.mktemp("train")
+    overrides = [
+        "experiment=demo_student",
+        f"data.root={synth_root}",
+        "data.image_size=128",  # a multiple of FCOS's largest stride
+        "data.num_workers=0",
+        "data.batch_size=2",
+        "trainer.max_epochs=1",
+        "++trainer.limit_train_batches=2",
+        "++trainer.limit_val_batches=1",
+        "test=false",
+        "logger=none",
+    ]
+    train_run(compose_config("train", overrides, output_dir))
+    return output_dir / "checkpoints" / "last.ckpt"

@@ -29,8 +29,6 @@ from dfss.evaluate import run
 from dfss.lit.checkpoints import CheckpointError
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig
-from dfss.synth.config import SynthConfig
-from dfss.synth.writer import generate
 
 ROOT = Path(__file__).parents[1]
 METRIC_KEYS = {
@@ -54,39 +52,6 @@ METRIC_KEYS = {
 
 
 _compose = compose_config
-
-
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory) -> Path:
-    """A tiny set from the real generator (128 px; its test split has unknown objects)."""
-    root = tmp_path_factory.mktemp("synth") / "set"
-    config = SynthConfig(
-        image_size=128, num_train=6, num_val=3, num_test=4, unknown_per_test_image=(1, 2), image_format="png"
-    )
-    generate(config, root)
-    return root
-
-
-@pytest.fixture(scope="session")
-def student_ckpt(synth_root, tmp_path_factory) -> Path:
-    """A real FCOS student checkpoint: ``train.run`` for two steps on the tiny set."""
-    from dfss.train import run as train_run
-
-    output_dir = tmp_path_factory.mktemp("train")
-    overrides = [
-        "experiment=demo_student",
-        f"data.root={synth_root}",
-        "data.image_size=128",  # a multiple of FCOS's largest stride
-        "data.num_workers=0",
-        "data.batch_size=2",
-        "trainer.max_epochs=1",
-        "++trainer.limit_train_batches=2",
-        "++trainer.limit_val_batches=1",
-        "test=false",
-        "logger=none",
-    ]
-    train_run(_compose("train", overrides, output_dir))
-    return output_dir / "checkpoints" / "last.ckpt"
 
 
 def _eval_cfg(root: Path, output_dir: Path, *overrides: str):

@@ -33,8 +33,6 @@ from dfss.lit.checkpoints import (
 )
 from dfss.models.postprocess import UnknownRule
 from dfss.predict import draw_image, drawn_image_paths, image_summary, run
-from dfss.synth.config import SynthConfig
-from dfss.synth.writer import generate
 from dfss.viz import SUPERCATEGORY_COLOURS
 from tests.conftest import CATEGORIES, cli_env
 
@@ -42,38 +40,6 @@ ROOT = Path(__file__).parents[1]
 RED, GREEN, YELLOW = (SUPERCATEGORY_COLOURS[k] for k in ("dangerous", "normal", "unknown"))
 # Sizes (width, height) unlike the 128 px model input, so boxes must be mapped back from the letterbox.
 SCAN_SIZES = [(200, 150), (96, 160), (170, 170), (128, 100), (150, 220)]
-
-
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth") / "set"
-    config = SynthConfig(
-        image_size=128, num_train=6, num_val=3, num_test=5, unknown_per_test_image=(1, 2), image_format="png"
-    )
-    generate(config, root)
-    return root
-
-
-@pytest.fixture(scope="session")
-def student_ckpt(synth_root, tmp_path_factory) -> Path:
-    """A real FCOS student checkpoint: ``train.run`` for two steps on the tiny set."""
-    from dfss.train import run as train_run
-
-    output_dir = tmp_path_factory.mktemp("train")
-    overrides = [
-        "experiment=demo_student",
-        f"data.root={synth_root}",
-        "data.image_size=128",
-        "data.num_workers=0",
-        "data.batch_size=2",
-        "trainer.max_epochs=1",
-        "++trainer.limit_train_batches=2",
-        "++trainer.limit_val_batches=1",
-        "test=false",
-        "logger=none",
-    ]
-    train_run(compose_config("train", overrides, output_dir))
-    return output_dir / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture(scope="session")

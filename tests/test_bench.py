@@ -45,3 +45,20 @@ def test_steps_speed_measures_every_step_type_and_checks_the_targets():
                           "infer", "infer_bs1", "teacher"}  # fmt: skip
     assert 0 < steps["teacher"]["assign_frac"] < 1
     assert steps["tv_train"]["x_tv"] == 1.0 and steps["student"]["x_net_only"] > 0
+
+
+def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
+    rows = _rows("export_speed.py", "--size", "128", "--variants", "fcos_mobilenetv3", "--batch-size", "2",
+                 "--steps", "1", "--batch-steps", "1", "--warmup", "0")  # fmt: skip
+    head, *results = rows
+    assert head["image_size"] == 128 and head["threads"] == 1 and head["onnxruntime"]
+    assert [(r["model"], r["runtime"]) for r in results] == [
+        ("fcos_mobilenetv3", "pytorch"),
+        ("fcos_mobilenetv3", "onnxruntime"),
+    ]
+    pytorch, ort = results
+    assert pytorch["latency_x_pytorch"] == pytorch["throughput_x_pytorch"] == 1.0
+    assert ort["export_s"] > 0 and ort["onnx_mib"] > 1
+    for r in results:
+        assert r["latency_bs1_ms"] > 0 and r["img_per_s"] > 0 and r["postprocess_bs1_ms"] > 0
+        assert r["max_abs_diff_boxes_px"] < 1e-2 and r["max_abs_diff_probs"] < 1e-5

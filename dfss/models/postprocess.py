@@ -13,6 +13,11 @@ whose best class probability is below ``T`` — the model cannot name it — is 
 class (label ``K``, one past the known classes) scored by its quality, *instead of* as a known class.
 ``T = 0`` disables the rule. Map label ``K`` to the dataset's unknown category with
 :func:`detections_to_coco`, which looks it up in the class table (never a hard-coded index).
+
+Two steps: :func:`decode` turns raw outputs into boxes in input pixels and probabilities
+(:class:`DecodedOutputs`, fixed by the weights — what an exported model computes in its graph), and
+:func:`postprocess_decoded` does the rest (scores, the unknown rule, top-k, NMS), whose settings a
+deployment may change without re-exporting. :func:`postprocess` is the two in one.
 """
 
 from __future__ import annotations
@@ -87,16 +92,37 @@ class Detections:
         return self.boxes[index][keep], self.scores[index][keep], self.labels[index][keep]
 
 
-def candidate_scores(outputs: DenseOutputs, config: PostProcessConfig) -> Tensor:
-    """``[B, N, K + 1]`` scores per point and class; the last column is the unknown class."""
-    cls_prob = outputs.cls_logits.float().sigmoid()  # [B, N, K]
-    quality = outputs.quality_logits.float().sigmoid()  # [B, N]
-    mode = config.score_mode or _DEFAULT_SCORE_MODE[outputs.box_format]
+@dataclass(frozen=True)
+class DecodedOutputs:
+    """Decoded per-point outputs of ``B`` images with ``N`` points: what post-processing starts from."""
+
+    boxes: Tensor  # [B, N, 4] float xyxy in input pixels, not clipped
+    class_probs: Tensor  # [B, N, K] float sigmoid of the class logits
+    quality: Tensor  # [B, N] float sigmoid of the centerness / objectness logits
+    num_points_per_level: tuple[int, ...]  # sums to N
+    box_format: str  # the model family's (``outputs.box_format``): picks the default score mode
+
+
+def decode(outputs: DenseOutputs) -> DecodedOutputs:
+    """Boxes in input pixels and probabilities from raw outputs (pure, batched, no thresholds)."""
+    return DecodedOutputs(
+        boxes=decode_boxes(outputs).float(),
+        class_probs=outputs.cls_logits.float().sigmoid(),
+        quality=outputs.quality_logits.float().sigmoid(),
+        num_points_per_level=outputs.num_points_per_level,
+        box_format=outputs.box_format,
+    )
+
+
+def _scores(class_probs: Tensor, quality: Tensor, box_format: str, config: PostProcessConfig) -> Tensor:
+    mode = config.score_mode or _DEFAULT_SCORE_MODE[box_format]
     known = (
-        (cls_prob * quality[..., None]).sqrt() if mode == "sqrt_product" else cls_prob * quality[..., None]
+        (class_probs * quality[..., None]).sqrt()
+        if mode == "sqrt_product"
+        else class_probs * quality[..., None]
     )
     if config.unknown_threshold > 0:
-        is_unknown = (cls_prob.amax(dim=-1) < config.unknown_threshold) & (
+        is_unknown = (class_probs.amax(dim=-1) < config.unknown_threshold) & (
             quality >= config.unknown_min_quality
         )
         known = known.masked_fill(is_unknown[..., None], 0.0)
@@ -104,6 +130,13 @@ def candidate_scores(outputs: DenseOutputs, config: PostProcessConfig) -> Tensor
     else:
         unknown = torch.zeros_like(quality)
     return torch.cat([known, unknown[..., None]], dim=-1)
+
+
+def candidate_scores(outputs: DenseOutputs, config: PostProcessConfig) -> Tensor:
+    """``[B, N, K + 1]`` scores per point and class; the last column is the unknown class."""
+    cls_prob = outputs.cls_logits.float().sigmoid()  # [B, N, K]
+    quality = outputs.quality_logits.float().sigmoid()  # [B, N]
+    return _scores(cls_prob, quality, outputs.box_format, config)
 
 
 def _topk_per_level(scores: Tensor, num_points_per_level: tuple[int, ...], k: int) -> tuple[Tensor, Tensor]:
@@ -132,13 +165,23 @@ def postprocess(
     ``orig_sizes`` (``[B, 2]`` height, width) maps boxes back to the original images; without it
     boxes stay in input pixels (clipped to the canvas).
     """
-    batch = outputs.num_images
-    width = outputs.num_classes + 1
-    scores = candidate_scores(outputs, config)
-    top_scores, flat_index = _topk_per_level(scores, outputs.num_points_per_level, config.topk_per_level)
+    return postprocess_decoded(decode(outputs), config, input_size, orig_sizes)
+
+
+@torch.no_grad()
+def postprocess_decoded(
+    decoded: DecodedOutputs,
+    config: PostProcessConfig,
+    input_size: int,
+    orig_sizes: Tensor | None = None,
+) -> Detections:
+    """:func:`postprocess` from already decoded outputs (e.g. an exported model's)."""
+    batch = decoded.boxes.shape[0]
+    width = decoded.class_probs.shape[-1] + 1
+    scores = _scores(decoded.class_probs, decoded.quality, decoded.box_format, config)
+    top_scores, flat_index = _topk_per_level(scores, decoded.num_points_per_level, config.topk_per_level)
     point_index, labels = flat_index // width, flat_index % width
-    boxes = decode_boxes(outputs).float()  # [B, N, 4]
-    boxes = boxes.gather(1, point_index[..., None].expand(-1, -1, 4)).clamp(0, input_size)
+    boxes = decoded.boxes.gather(1, point_index[..., None].expand(-1, -1, 4)).clamp(0, input_size)
     if orig_sizes is not None:
         boxes = letterbox_to_original(boxes, orig_sizes, input_size)
 

@@ -1,0 +1,266 @@
+"""Export task: a trained DFSS model (teacher, student or distilled) as one file for deployment.
+
+    dfss-export ckpt=<model.ckpt> format=onnx output=student.onnx
+    dfss-export ckpt=<model.ckpt> format=torch_export output=exports/   # exports/<model>.pt2
+    dfss-export ckpt=<model.ckpt> threshold=unknown threshold.T=0.1     # the unknown rule in the sidecar
+
+The model is rebuilt from the checkpoint's own config (EMA weights when it has them, as
+evaluation does), wrapped with :func:`dfss.models.postprocess.decode`, traced once with
+``torch.export`` with a dynamic batch dimension, and saved as
+
+- ``format=onnx``: an ONNX model (opset ``opset``, weights inside the file) for onnxruntime,
+  TensorRT, OpenVINO, ...;
+- ``format=torch_export``: a ``torch.export`` ExportedProgram (``.pt2``, ``torch.export.load``).
+  (TorchScript is deprecated in PyTorch 2.x and not offered.)
+
+**Inputs and outputs** (the same for both formats; ``B`` is dynamic, ``S`` fixed at export, by
+default the checkpoint's training ``data.image_size``; ``N`` points over all pyramid levels, ``K``
+known classes):
+
+- input ``images``: ``uint8 [B, 3, S, S]``, RGB, 0–255, each image *letterboxed* as the data
+  pipeline does (:class:`dfss.data.transforms.Letterbox`): resized to fit ``S x S`` keeping its
+  aspect ratio (antialiased), placed top-left, padded right and bottom with 255 (white). No mean,
+  std or channel flip: the graph normalises as the model does in PyTorch (ImageNet mean/std for
+  FCOS, BGR 0–255 for YOLOX).
+- output ``boxes``: ``float32 [B, N, 4]`` decoded ``x1, y1, x2, y2`` in *input* (letterboxed)
+  pixels, one box per point, not clipped;
+- output ``class_probs``: ``float32 [B, N, K]`` sigmoid of the class logits;
+- output ``quality``: ``float32 [B, N]`` sigmoid of FCOS's centerness / YOLOX's objectness.
+
+Scores (FCOS ``sqrt(class_prob · quality)``, YOLOX ``class_prob · quality``), the unknown rule,
+top-k, NMS and the mapping back to original pixels are *not* in the graph: they are
+:func:`dfss.deploy.postprocess_exported`, the evaluation's own post-processing run on the file's
+outputs, with the settings of the sidecar ``<file>.json`` (or others, without re-exporting). The
+sidecar (:class:`dfss.deploy.ExportInfo`) also holds the classes with their ids and
+supercategories, the points per level and the input size, so a deployment needs no checkpoint.
+
+Before it returns, the export runs the written file (onnxruntime / ``torch.export.load``) on
+random images at batch sizes 1 and 3 and compares its outputs with the PyTorch model's; a
+difference larger than ``tolerance`` is an error, the measured one is kept in the sidecar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+import dfss
+from dfss.config import run_hydra_app
+from dfss.deploy import (
+    FORMAT_SUFFIXES,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    ExportedDetector,
+    ExportError,
+    ExportInfo,
+    sidecar_path,
+)
+from dfss.errors import ConfigError, exit_on_user_error
+from dfss.lit.checkpoints import (
+    CheckpointError,
+    build_model_from_checkpoint,
+    class_table_of,
+    is_dfss_checkpoint,
+    postprocess_config_of,
+    read_checkpoint,
+)
+from dfss.models.postprocess import decode
+
+log = logging.getLogger(__name__)
+
+CHECK_BATCH_SIZES = (1, 3)  # the example batch is 2: a batch of 1 and of 3 prove the dynamic dimension
+
+
+class DecodedDetector(nn.Module):
+    """The exported graph: ``model`` then :func:`~dfss.models.postprocess.decode`.
+
+    ``uint8 [B, 3, S, S]`` images -> ``(boxes [B, N, 4], class_probs [B, N, K], quality [B, N])``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        decoded = decode(self.model(images))
+        return decoded.boxes, decoded.class_probs, decoded.quality
+
+
+def random_images(batch: int, size: int, seed: int = 0) -> Tensor:
+    """Reproducible uint8 ``[batch, 3, size, size]`` noise (the export's example and check input)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator)
+
+
+@contextlib.contextmanager
+def _quiet(*logger_names: str) -> Iterator[None]:
+    """The exporter's own graph-optimisation loggers at WARNING (they log every pass at INFO)."""
+    loggers = [logging.getLogger(name) for name in logger_names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def check_format(format: str) -> None:
+    """A ConfigError unless ``format`` is one of :data:`~dfss.deploy.FORMAT_SUFFIXES`."""
+    if format == "torchscript":
+        raise ConfigError("format=torchscript is not offered (TorchScript is deprecated in PyTorch 2.x); "
+                          "use format=torch_export (a .pt2 ExportedProgram) or format=onnx")  # fmt: skip
+    if format not in FORMAT_SUFFIXES:
+        raise ConfigError(f"format must be one of {tuple(FORMAT_SUFFIXES)}, got {format!r}")
+
+
+def export_file(model: nn.Module, path: Path, format: str, image_size: int, opset: int = 20) -> None:
+    """Write ``model`` (a detector returning ``DenseOutputs``) wrapped in :class:`DecodedDetector` to
+    ``path`` in ``format``, for ``image_size`` inputs with a dynamic batch dimension."""
+    check_format(format)
+    graph = DecodedDetector(model).eval()
+    example = random_images(2, image_size)  # not 1: torch.export specialises a dimension of size 1
+    with torch.no_grad():
+        program = torch.export.export(
+            graph, (example,), dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}}, strict=False
+        )
+    if format == "torch_export":
+        torch.export.save(program, str(path))
+        return
+    with _quiet("onnx_ir", "onnxscript"):
+        torch.onnx.export(
+            program,
+            f=str(path),
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,  # one self-contained file (protobuf's 2 GB limit is far away)
+            verbose=False,
+        )
+
+
+def compare_with_pytorch(model: nn.Module, path: Path, image_size: int) -> dict[str, Any]:
+    """Largest differences between the written file and the PyTorch graph on random images at
+    :data:`CHECK_BATCH_SIZES`: per output the absolute one, and for boxes also the relative one
+    (to the larger of the box coordinate and the input size: ``exp`` makes YOLOX boxes of an
+    untrained model huge)."""
+    graph = DecodedDetector(model).eval()
+    detector = ExportedDetector(path)
+    diffs = dict.fromkeys((*OUTPUT_NAMES, "boxes_relative"), 0.0)
+    for seed, batch in enumerate(CHECK_BATCH_SIZES, start=1):
+        images = random_images(batch, image_size, seed)
+        with torch.no_grad():
+            expected = graph(images)
+        for name, ours, theirs in zip(OUTPUT_NAMES, detector.raw(images), expected, strict=True):
+            ours = torch.as_tensor(ours)
+            if ours.shape != theirs.shape:
+                raise ExportError(f"{path}: {name} has shape {tuple(ours.shape)} at batch {batch}, "
+                                  f"PyTorch gives {tuple(theirs.shape)}")  # fmt: skip
+            error = (ours - theirs).abs()
+            diffs[name] = max(diffs[name], float(error.max()))
+            if name == "boxes":
+                relative = error / theirs.abs().clamp(min=image_size)
+                diffs["boxes_relative"] = max(diffs["boxes_relative"], float(relative.max()))
+    return {**diffs, "batch_sizes": list(CHECK_BATCH_SIZES)}
+
+
+def output_path(output: str | Path, format: str, model_name: str) -> Path:
+    """A path ending in an export suffix is the file (its suffix must be ``format``'s); anything
+    else is a folder that gets ``<model_name><suffix>``."""
+    output = Path(output)
+    suffix = FORMAT_SUFFIXES[format]
+    if output.suffix in FORMAT_SUFFIXES.values():
+        if output.suffix != suffix:
+            raise ConfigError(f"output={output} ends in {output.suffix} but format={format} writes {suffix}")
+        return output
+    return output / f"{model_name}{suffix}"
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Export ``cfg.ckpt``'s model to ``cfg.output`` in ``cfg.format``; returns what was written."""
+    if cfg.ckpt is None:
+        raise ConfigError("set ckpt=<DFSS checkpoint> (a .ckpt written by train.py)")
+    check_format(cfg.format)
+    checkpoint = read_checkpoint(cfg.ckpt)
+    if not is_dfss_checkpoint(checkpoint):
+        raise CheckpointError(
+            f"{cfg.ckpt} is not a DFSS checkpoint (no dfss_config): export a train.py .ckpt"
+        )
+    train_config = checkpoint["dfss_config"]
+    image_size = int(cfg.image_size or train_config["data"]["image_size"])
+    if image_size <= 0:
+        raise ConfigError(f"image_size must be positive, got {image_size}")
+    class_table = class_table_of(checkpoint, cfg.ckpt)
+    model = build_model_from_checkpoint(checkpoint, class_table.num_classes, cfg.ckpt).eval()
+    weights = "ema" if any(k.startswith("ema.module.") for k in checkpoint["state_dict"]) else "model"
+    target = train_config["model"]["net"]["_target_"]
+    postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
+
+    path = output_path(cfg.output, cfg.format, target.rsplit(".", 1)[-1])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder {path.parent}: {exc.strerror}") from None
+    log.info("%s: %s (%s weights) -> %s (%s, %d px)", cfg.ckpt, target, weights, path, cfg.format, image_size)
+    with torch.no_grad():
+        probe = model(random_images(1, image_size))  # the points per level at this size
+    export_file(model, path, cfg.format, image_size, int(cfg.opset))
+    info = ExportInfo(
+        format=cfg.format,
+        input_size=image_size,
+        num_points_per_level=probe.num_points_per_level,
+        box_format=probe.box_format,
+        postprocess=postprocess_config,
+        classes=tuple(checkpoint["dfss_classes"]),
+        dangerous_supercategories=tuple(class_table.dangerous_supercategories),
+        unknown_supercategories=tuple(class_table.unknown_supercategories),
+        source={
+            "ckpt": str(cfg.ckpt),
+            "weights": weights,
+            "net": target,
+            "opset": int(cfg.opset) if cfg.format == "onnx" else None,
+            "dfss": dfss.__version__,
+            "torch": torch.__version__,
+        },
+    )
+    info.write(sidecar_path(path))  # the check below reads it, as any deployment does
+    if cfg.check:
+        check = compare_with_pytorch(model, path, image_size)
+        info = dataclasses.replace(info, check=check)
+        info.write(sidecar_path(path))
+        prob_diff = max(check["class_probs"], check["quality"])
+        log.info("check: max |diff| boxes %.2g px (%.2g relative), probabilities %.2g at batch sizes %s",
+                 check["boxes"], check["boxes_relative"], prob_diff, check["batch_sizes"])  # fmt: skip
+        if check["boxes_relative"] > cfg.tolerance or prob_diff > cfg.tolerance:
+            raise ExportError(
+                f"{path} does not reproduce the model: max |diff| boxes {check['boxes_relative']:.3g} "
+                f"relative, probabilities {prob_diff:.3g} (tolerance {cfg.tolerance:g}); check=false skips this"
+            )
+    log.info("wrote %s and %s", path, sidecar_path(path))
+    return {"path": str(path), "sidecar": str(sidecar_path(path)), "info": info.to_json()}
+
+
+@hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="export")
+def _hydra_main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        run(cfg)
+
+
+def main() -> None:
+    """Console entry point (``dfss-export``)."""
+    run_hydra_app(_hydra_main, "export")
+
+
+if __name__ == "__main__":
+    main()

@@ -71,7 +71,10 @@ def pr_curves(results: Results, recall: list[float], path: Path, best_T: float |
     fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.6), sharey=True)
     series = [(key, label, runs, None) for key, label, runs in arms(results)]
     if best_T is not None and results.sweep_runs:
-        series.append(("weighted", f"DFSS + unknown rule T={best_T:g}", results.sweep_runs, best_T))
+        alpha = results.sweep_runs[0].alpha
+        series.append(
+            ("weighted", f"DFSS alpha={alpha:g} + unknown rule T={best_T:g}", results.sweep_runs, best_T)
+        )
     for ax, panel in zip(axes, panels, strict=True):
         for key, label, runs, T in series:
             curves = [(r.pr50 if T is None else r.sweep_pr50.get(T, {})).get(panel) for r in runs]

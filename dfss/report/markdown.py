@@ -207,7 +207,7 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         f"{synth.get('image_size', '?')} px, {synth.get('num_train', '?')} / {synth.get('num_val', '?')} / "
         f"{synth.get('num_test', '?')} train / val / test images); every figure is on the **test** split.",
         f"- **Machine**: {env.get('device', '?')} (CUDA: {env.get('cuda', '?')}), torch {env.get('torch', '?')}; "
-        f"training took {total / 60:.1f} min in all ({index.get('started', '?')} → {index.get('finished', 'unfinished')}).",
+        f"training took {total / 60:.1f} min in all (a run resumed after an interruption counts its last part only) ({index.get('started', '?')} → {index.get('finished', 'unfinished')}).",
         f"- **Calibration** of the benchmark: {calib.target} — measured {calib.measured}: {calib.status}.",
         "- Figures are `mean ± sample std` over seeds (a single value: one seed). The paper's numbers are on "
         "its own private data: they orient, they do not compare like for like.",

@@ -35,14 +35,13 @@ from dfss.data.errors import DataError
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.coco_metrics import RECALL_GRID, CocoMetrics, evaluate_coco
 from dfss.eval.model_card import measure_speed, render_model_card
-from dfss.eval.predict import EVAL_SPLITS, predict_split, resolve_device
+from dfss.eval.predict import EVAL_SPLITS, inference_facts, predict_split, resolve_device
 from dfss.lit.checkpoints import (
-    CheckpointError,
     build_model_from_checkpoint,
     check_classes,
-    is_dfss_checkpoint,
     postprocess_config_of,
-    read_checkpoint,
+    read_dfss_checkpoint,
+    weights_kind,
 )
 
 log = logging.getLogger(__name__)
@@ -112,9 +111,7 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
     """Run the checkpoint's model over the split with its post-processing and this run's unknown rule;
     also returns the model, the checkpoint and the post-processing (for the model card)."""
     path = cfg.ckpt_path
-    checkpoint = read_checkpoint(path)
-    if not is_dfss_checkpoint(checkpoint):
-        raise CheckpointError(f"{path} is not a DFSS checkpoint (no dfss_config): evaluate a train.py .ckpt")
+    checkpoint = read_dfss_checkpoint(path, "evaluate")
     train_config = checkpoint["dfss_config"]
     image_size = int(cfg.image_size or train_config["data"]["image_size"])
     overrides: dict[str, Any] = {"image_size": image_size}
@@ -125,7 +122,6 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
     _setup_split(cfg, datamodule)
 
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
-    weights = "ema" if any(k.startswith("ema.module.") for k in checkpoint["state_dict"]) else "model"
     device = resolve_device(cfg.device)
     model = build_model_from_checkpoint(checkpoint, datamodule.class_table.num_classes, path)
     model = model.eval().to(device)
@@ -133,21 +129,13 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
         "%s: %s (%s weights) on %s, %s split at %d px",
         path,
         train_config["model"]["net"]["_target_"],
-        weights,
+        weights_kind(checkpoint),
         device,
         cfg.split,
         image_size,
     )
     predictions = predict_split(model, datamodule, cfg.split, postprocess_config, device)
-    info = {
-        "ckpt_path": str(path),
-        "weights": weights,
-        "device": str(device),
-        "image_size": image_size,
-        "unknown_threshold": postprocess_config.unknown_threshold,
-        "unknown_min_quality": postprocess_config.unknown_min_quality,
-        "postprocess": asdict(postprocess_config),
-    }
+    info = {"ckpt_path": str(path), **inference_facts(checkpoint, postprocess_config, device, image_size)}
     return (
         datamodule,
         predictions,

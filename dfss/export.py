@@ -66,12 +66,11 @@ from dfss.deploy import (
 )
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.lit.checkpoints import (
-    CheckpointError,
     build_model_from_checkpoint,
     class_table_of,
-    is_dfss_checkpoint,
     postprocess_config_of,
-    read_checkpoint,
+    read_dfss_checkpoint,
+    weights_kind,
 )
 from dfss.models.postprocess import decode
 
@@ -192,18 +191,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.ckpt is None:
         raise ConfigError("set ckpt=<DFSS checkpoint> (a .ckpt written by train.py)")
     check_format(cfg.format)
-    checkpoint = read_checkpoint(cfg.ckpt)
-    if not is_dfss_checkpoint(checkpoint):
-        raise CheckpointError(
-            f"{cfg.ckpt} is not a DFSS checkpoint (no dfss_config): export a train.py .ckpt"
-        )
+    checkpoint = read_dfss_checkpoint(cfg.ckpt, "export")
     train_config = checkpoint["dfss_config"]
     image_size = int(cfg.image_size or train_config["data"]["image_size"])
     if image_size <= 0:
         raise ConfigError(f"image_size must be positive, got {image_size}")
     class_table = class_table_of(checkpoint, cfg.ckpt)
     model = build_model_from_checkpoint(checkpoint, class_table.num_classes, cfg.ckpt).eval()
-    weights = "ema" if any(k.startswith("ema.module.") for k in checkpoint["state_dict"]) else "model"
+    weights = weights_kind(checkpoint)
     target = train_config["model"]["net"]["_target_"]
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
 

@@ -27,7 +27,6 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,13 @@ from dfss.data.classes import ClassInfo, ClassTable
 from dfss.data.transforms import build_eval_transforms
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.image_files import ImageFiles, collate_images, find_images, image_entries
-from dfss.eval.predict import resolve_device
+from dfss.eval.predict import inference_facts, resolve_device
 from dfss.fileio import write_json_atomic, write_text_atomic
 from dfss.lit.checkpoints import (
-    CheckpointError,
     build_model_from_checkpoint,
     class_table_of,
-    is_dfss_checkpoint,
     postprocess_config_of,
-    read_checkpoint,
+    read_dfss_checkpoint,
 )
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 from dfss.viz import draw_detections, save_image
@@ -124,9 +121,7 @@ def draw_image(
 
 def _load_model(cfg: DictConfig) -> tuple[torch.nn.Module, ClassTable, PostProcessConfig, dict[str, Any]]:
     """The checkpoint's model in eval mode on the device, its classes, post-processing and run facts."""
-    checkpoint = read_checkpoint(cfg.ckpt)
-    if not is_dfss_checkpoint(checkpoint):
-        raise CheckpointError(f"{cfg.ckpt} is not a DFSS checkpoint (no dfss_config): use a train.py .ckpt")
+    checkpoint = read_dfss_checkpoint(cfg.ckpt, "use")
     table = class_table_of(checkpoint, cfg.ckpt)
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
     if postprocess_config.unknown_threshold > 0 and not table.unknown_ids:
@@ -141,12 +136,7 @@ def _load_model(cfg: DictConfig) -> tuple[torch.nn.Module, ClassTable, PostProce
     info = {
         "ckpt": str(cfg.ckpt),
         "model": train_config["model"]["net"]["_target_"],
-        "weights": "ema" if any(k.startswith("ema.module.") for k in checkpoint["state_dict"]) else "model",
-        "device": str(device),
-        "image_size": image_size,
-        "unknown_threshold": postprocess_config.unknown_threshold,
-        "unknown_min_quality": postprocess_config.unknown_min_quality,
-        "postprocess": asdict(postprocess_config),
+        **inference_facts(checkpoint, postprocess_config, device, image_size),
     }
     return model, table, postprocess_config, info
 

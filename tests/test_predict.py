@@ -224,7 +224,7 @@ def test_cli_on_a_folder_writes_drawings_json_and_summary(student_ckpt, scans, p
         colour = RED if top["category_id"] in dangerous_ids else GREEN
         assert category_of[top["category_id"]].supercategory != "unknown"  # threshold=none here
         assert tuple(drawn[int(y), (int(x) + int(x + w)) // 2]) == colour
-    assert True in alarms and False in alarms
+    assert any(alarms) and not all(alarms)  # the chosen alarm score splits the images
     assert "alarm" in proc.stdout and names[0] in proc.stdout  # the printed table
     info = json.loads((out / "run.json").read_text())
     assert info["num_images"] == len(names) and info["num_alarms"] == sum(alarms)

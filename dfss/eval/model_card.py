@@ -9,7 +9,6 @@ machine the card was written on (measured there, on random images of the input s
 from __future__ import annotations
 
 import math
-import platform
 import statistics
 import time
 from datetime import datetime, timezone
@@ -19,19 +18,12 @@ import torch
 from torch import nn
 
 from dfss.eval.coco_metrics import CocoMetrics
+from dfss.eval.predict import describe_device
 from dfss.models.postprocess import PostProcessConfig, postprocess
 
 
 def _f(x: Any, digits: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import os
-
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 @torch.no_grad()
@@ -146,7 +138,7 @@ def render_model_card(
             for point in (0.1, 0.5, 1.0)
         ),
         "",
-        f"## Speed on this machine: {device_name(device)}",
+        f"## Speed on this machine: {describe_device(device)}",
         "",
         "Forward + post-processing on random images of the input size (median of 5 after 2 warm-up batches); "
         "reading and letterboxing files is not included.",

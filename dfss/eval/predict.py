@@ -9,11 +9,17 @@ unknown rule's label to the data set's unknown category).
 
 from __future__ import annotations
 
+import os
+import platform
+from dataclasses import asdict
+from typing import Any
+
 import torch
 from torch import nn
 
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError
+from dfss.lit.checkpoints import weights_kind
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 
 EVAL_SPLITS = ("val", "test")
@@ -30,6 +36,28 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu or device=auto")
     return device
+
+
+def describe_device(device: torch.device) -> str:
+    """The GPU's name, or the CPU with its core and torch thread counts."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    processor = platform.processor() or platform.machine()
+    return f"CPU ({processor}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def inference_facts(
+    checkpoint: dict[str, Any], postprocess_config: PostProcessConfig, device: torch.device, image_size: int
+) -> dict[str, Any]:
+    """What a run of a checkpoint's model used: weights, device, input size, post-processing."""
+    return {
+        "weights": weights_kind(checkpoint),
+        "device": str(device),
+        "image_size": image_size,
+        "unknown_threshold": postprocess_config.unknown_threshold,
+        "unknown_min_quality": postprocess_config.unknown_min_quality,
+        "postprocess": asdict(postprocess_config),
+    }
 
 
 @torch.no_grad()

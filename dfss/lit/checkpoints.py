@@ -41,6 +41,20 @@ def is_dfss_checkpoint(checkpoint: dict[str, Any]) -> bool:
     return "dfss_config" in checkpoint and "state_dict" in checkpoint
 
 
+def read_dfss_checkpoint(path: str | Path, use: str) -> dict[str, Any]:
+    """:func:`read_checkpoint`, refusing any file that is not a ``train.py`` checkpoint; ``use`` is the
+    verb of the error's hint (``evaluate``, ``export``...)."""
+    checkpoint = read_checkpoint(path)
+    if not is_dfss_checkpoint(checkpoint):
+        raise CheckpointError(f"{path} is not a DFSS checkpoint (no dfss_config): {use} a train.py .ckpt")
+    return checkpoint
+
+
+def weights_kind(checkpoint: dict[str, Any]) -> str:
+    """``"ema"`` when the checkpoint has EMA weights (which :func:`model_state` prefers), else ``"model"``."""
+    return "ema" if any(k.startswith("ema.module.") for k in checkpoint["state_dict"]) else "model"
+
+
 def check_classes(checkpoint: dict[str, Any], class_table: ClassTable, path: str | Path) -> None:
     """The checkpoint's training classes must be the data's (same ids, names, supercategories)."""
     saved = [(c["id"], c["name"]) for c in checkpoint.get("dfss_classes", [])]

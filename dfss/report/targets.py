@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from dfss.report import paper
 from dfss.report.collect import Results, stat
+
+Candidate = TypeVar("Candidate")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,14 @@ class Verdict:
 
 def _points(x: float) -> str:
     return f"{100 * x:+.1f} points"
+
+
+def _best_within(
+    candidates: list[Candidate], within: Callable[[Candidate], bool], score: Callable[[Candidate], float]
+) -> Candidate | None:
+    """The best-scoring candidate among those ``within`` the allowed cost, or overall when none is."""
+    pool = [c for c in candidates if within(c)] or candidates
+    return max(pool, key=score) if pool else None
 
 
 @dataclass(frozen=True)
@@ -47,9 +59,9 @@ def best_alpha(results: Results) -> AlphaChoice | None:
                 stat(runs, "map50_normal").mean - stat(base, "map50_normal").mean,
             )
         )
-    allowed = [c for c in choices if c.normal_change >= -paper.TARGET_NORMAL_LOSS]
-    pool = allowed or choices
-    return max(pool, key=lambda c: c.dangerous_gain) if pool else None
+    return _best_within(
+        choices, lambda c: c.normal_change >= -paper.TARGET_NORMAL_LOSS, lambda c: c.dangerous_gain
+    )
 
 
 @dataclass(frozen=True)
@@ -82,9 +94,7 @@ def t_sweep(results: Results) -> list[TChoice]:
 def best_T(results: Results) -> TChoice | None:
     """The T with the best unknown AP50 among those costing at most the allowed known mAP50."""
     rows = [r for r in t_sweep(results) if r.T > 0 and not math.isnan(r.unknown_ap50)]
-    allowed = [r for r in rows if r.known_change >= -paper.TARGET_KNOWN_DROP]
-    pool = allowed or rows
-    return max(pool, key=lambda r: r.unknown_ap50) if pool else None
+    return _best_within(rows, lambda r: r.known_change >= -paper.TARGET_KNOWN_DROP, lambda r: r.unknown_ap50)
 
 
 def verdicts(results: Results) -> list[Verdict]:

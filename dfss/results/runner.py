@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import yaml
 
 from dfss.config import compose_config
 from dfss.errors import ConfigError
+from dfss.eval.predict import describe_device
 from dfss.results.plan import Plan, RunSpec, expand
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,11 @@ def check_accelerator(plan: Plan, specs: list[RunSpec]) -> None:
     """Refuse a GPU plan on a machine without one before anything is generated or trained."""
     if torch.cuda.is_available():
         return
+    # A stage's runs differ only in seed, alpha or loss option: one config per stage says its trainer.
+    first_of_stage: dict[str, RunSpec] = {}
     for spec in specs:
+        first_of_stage.setdefault(spec.role, spec)
+    for spec in first_of_stage.values():
         cfg = compose_config("train", [f"experiment={spec.experiment}", *spec.overrides], "unused")
         if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda"):
             raise ConfigError(
@@ -95,11 +99,10 @@ def check_accelerator(plan: Plan, specs: list[RunSpec]) -> None:
 
 
 def environment() -> dict[str, Any]:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return {
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0)
-        if torch.cuda.is_available()
-        else f"CPU, {os.cpu_count()} cores",
+        "device": describe_device(device),
         "cuda": torch.cuda.is_available(),
         "cpu_threads": torch.get_num_threads(),
         "python": platform.python_version(),

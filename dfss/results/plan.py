@@ -9,7 +9,7 @@ for students being distilled, the teacher run's checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,6 @@ class RunSpec:
     alpha: float = 1.0
     variant: str | None = None  # ablation: the loss option
     teacher: str | None = None  # name of the teacher run whose last.ckpt this run distils from
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def plan_names() -> list[str]:

@@ -6,7 +6,8 @@ Layout of ``<out>``::
     <run>/                         a train.py run folder (checkpoints/, metrics.json,
                                    metrics_history.jsonl, csv/)
     <run>/eval/                    evaluate.py of checkpoints/last.ckpt on the test split
-                                   (metrics.json, per_class.csv, pr_curves.json, predictions.json)
+                                   (metrics.json, per_class.csv, pr_curves.json, roc.json,
+                                   predictions.json)
     <run>/eval_T<T>/               the same checkpoint re-scored with the unknown rule at T
 
 The job is resumable: a run whose ``metrics.json`` exists is not trained again, one with a

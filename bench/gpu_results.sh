@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
-# Issue 7's `make results` on a lent GPU machine (its Python has torch, lightning, timm, matplotlib,
-# but no venv, hydra, omegaconf, pycocotools or rich):
-#   here:        bash ../shared/tools/device-wheels.sh rich==14.2.0 markdown-it-py==4.0.0 mdurl==0.1.2 pygments==2.19.2
-#   GPU machine: bash bench/gpu_results.sh            (the device tool: carry .whl; timeout_s 600)
-#   here again:  dfss-report --results <files_at>/results/gpu   # docs/results.md + plots
-# Trains in /tmp (checkpoints stay there) and copies every run's metrics, curves and the index to
-# $OUT/results/gpu, also when the job is cut short (what finished is kept; rerunning continues).
+# Issue 7's `make results` on a lent GPU machine (its Python has torch, lightning, timm, matplotlib
+# and rich, but no venv, hydra, omegaconf or pycocotools):
+#   here:        bash ../shared/tools/device-wheels.sh
+#   GPU machine: bash bench/gpu_results.sh               (the device tool: carry .whl; timeout_s 600)
+#   here again:  mkdir -p results/gpu && tar xzf <files_at>/results_gpu.tar.gz -C results/gpu \
+#                && dfss-report --results results/gpu   # docs/results.md + plots
+# The device tool brings back at most 8 files from $OUT, 2 folders deep, so every run's metrics,
+# curves, logs and the index travel as ONE archive, $OUT/results_gpu.tar.gz (checkpoints stay in
+# /tmp), next to the job's log. It is written also when the job is cut short: the plan stops itself
+# after LIMIT seconds (default 520), its runs in flight save their last.ckpt, and a second call on
+# the still-warm machine continues them. PLAN=<name or yaml>, JOBS=<n>, ONLY=<regex>, DATA_DIR are passed on.
 set -euo pipefail
-if [ -d .whl ] && ! python3 -c "import hydra, pycocotools, faster_coco_eval, rich" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+if [ -d .whl ] && ! python3 -c "import hydra, pycocotools, faster_coco_eval" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 fi
-export PYTHONPATH=${PYTHONPATH:-$PWD}:$PWD WANDB_MODE=disabled HF_HUB_OFFLINE=1
-work=/tmp/dfss-results/gpu
-dest=$(realpath -m "${OUT:-results}/results/gpu")
-mkdir -p /tmp/dfss-results
-copy_back() {
-  mkdir -p "$dest"
-  (cd "$work" 2>/dev/null && find . \( -name 'index.json' -o -name 'metrics.json' -o -name 'run.json' \
-      -o -name 'per_class.csv' -o -name 'pr_curves.json' -o -name 'metrics_history.jsonl' \) \
-      -exec cp --parents {} "$dest" \;) || true
-  nvidia-smi > "$dest/nvidia-smi.txt" 2>/dev/null || true
+export PYTHONPATH=${PYTHONPATH:-$PWD}:$PWD WANDB_MODE=disabled HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 COLUMNS=160
+# Fail in seconds, not minutes, when something the job needs is missing.
+python3 -c "
+import torch, hydra, omegaconf, pycocotools, faster_coco_eval, rich, lightning, timm, matplotlib, dfss
+assert torch.cuda.is_available(), 'no CUDA device visible to torch'
+print('preflight ok:', torch.__version__, torch.cuda.get_device_name(0), 'lightning', lightning.__version__)"
+plan=${PLAN:-gpu}; plan=${plan##*/}
+work=/tmp/dfss-results/${plan%.y*ml}
+out=$(realpath -m "${OUT:-results}")
+mkdir -p "$work" "$out"
+pack() {
+  nvidia-smi > "$work/nvidia-smi.txt" 2>/dev/null || true
+  (cd "$work" && find . \( -name 'index.json' -o -name 'metrics.json' -o -name 'run.json' -o -name 'roc.json' \
+      -o -name 'per_class.csv' -o -name 'pr_curves.json' -o -name 'metrics_history.jsonl' -o -name '*.log' \
+      -o -name 'nvidia-smi.txt' \) -print0 | tar czf "$out/results_gpu.tar.gz" --null -T -) || true
+  ls -l "$out"
 }
-trap copy_back EXIT
-python3 -m dfss.results.cli --plan "${PLAN:-gpu}" --out "$work" --data-dir /tmp/dfss-data/synth_results \
-  --synth-workers "$(nproc)" --report '' 2>&1 | tee "$work.log"
-cp "$work.log" "$dest/" 2>/dev/null || true
+trap pack EXIT
+args=(--plan "${PLAN:-gpu}" --out "$work" --data-dir "${DATA_DIR:-/tmp/dfss-data/synth_results}" --synth-workers "$(nproc)" --report '')
+[ -n "${JOBS:-}" ] && args+=(--jobs "$JOBS")
+[ -n "${ONLY:-}" ] && args+=(--only "$ONLY")
+timeout -s TERM "${LIMIT:-520}" python3 -m dfss.results.cli "${args[@]}" 2>&1 | tee "$out/results_gpu.log"

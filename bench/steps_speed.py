@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ def profile(name: str, step: Callable[[], object], s: Settings) -> None:
             step()
         if s.device.type == "cuda":
             torch.cuda.synchronize()
-    key = "self_cuda_time_total" if s.device.type == "cuda" else "self_cpu_time_total"
+    key = "self_device_time_total" if s.device.type == "cuda" else "self_cpu_time_total"
     print(f"# profile of {name} (3 steps), by {key}")
     print(prof.key_averages().table(sort_by=key, row_limit=15))
 
@@ -143,9 +144,12 @@ def measure(name: str, step: Callable[[], object], s: Settings, batch: int, **ex
         profile(name, step, s)
     median = statistics.median(seconds)
     release_memory(s.device)
-    return {"bench": "steps_speed", "step": name, "img_per_s": round(batch / median, 2),
-            "ms": round(1e3 * median, 2), "mib_per_img": None if memory.mib is None else round(memory.mib / batch, 1),
-            **extra}  # fmt: skip
+    row = {"bench": "steps_speed", "step": name, "img_per_s": round(batch / median, 2),
+           "ms": round(1e3 * median, 2), "mib_per_img": None if memory.mib is None else round(memory.mib / batch, 1),
+           **extra}  # fmt: skip
+    # At once, so that a run cut short by a time limit (a lent GPU's) still shows the steps it timed.
+    print(f"# measured {json.dumps(row)}", flush=True)
+    return row
 
 
 def torchvision_rows(s: Settings, images: Tensor, boxes: list[Tensor], labels: list[Tensor]) -> list[dict]:

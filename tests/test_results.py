@@ -86,6 +86,9 @@ def test_plan_errors_name_the_problem(tmp_path):
         plan_from_mapping({**mapping, "epochs": 3})
     with pytest.raises(ConfigError, match=r"unknown\.alpha=3\.0 is not 1 or one of weighted\.alphas"):
         plan_from_mapping({**mapping, "unknown": {"alpha": 3, "T": [0.1]}})
+    with pytest.raises(ConfigError, match="jobs must be at least 1, not 0"):
+        plan_from_mapping({**mapping, "jobs": 0})
+    assert plan_from_mapping(mapping).jobs == 1 and load_plan("gpu").jobs == 4
 
 
 def _run(name: str, role: str, seed: int, alpha: float = 1.0, sweep=None, **metrics: float) -> Run:
@@ -202,6 +205,53 @@ def test_a_finished_plan_is_not_run_again(tiny_results):
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/eval*/metrics.json")} == evals
 
 
+def test_parallel_runs_equal_the_serial_ones(tiny_results, tmp_path, monkeypatch):
+    """jobs=2: each run in its own process, a distilled run only after its teacher's; same seeds give
+    the same test metrics as the in-process runs of the fixture (one torch thread in both)."""
+    root, serial, _ = tiny_results
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    names = {"teacher_s1", "student_s1", "distill_s1"}
+    out = tmp_path / "parallel"
+    index = run_plan(load_plan(str(root / "plan.yaml")), out, only=lambda s: s.name in names, jobs=2)
+    assert set(index["runs"]) == names and index["finished"]
+    assert index["invocations"][-1]["jobs"] == 2 and index["invocations"][-1]["runs"] == 3
+    for name in names:
+        assert (out / "logs" / f"{name}.log").is_file()
+        assert json.loads((out / name / "eval" / "metrics.json").read_text()) == json.loads(
+            (serial / name / "eval" / "metrics.json").read_text()
+        )
+        assert index["runs"][name]["seconds_train"] > 0
+    # A second invocation finds everything done and starts no process.
+    again = run_plan(load_plan(str(root / "plan.yaml")), out, only=lambda s: s.name in names, jobs=2)
+    assert again["runs"]["distill_s1"]["seconds_train"] == index["runs"]["distill_s1"]["seconds_train"]
+    assert not list((out / "logs").glob("*.result.json"))
+
+
+def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_run(tiny_results, tmp_path):
+    from dfss.results.runner import RunFailed
+
+    root, _, _ = tiny_results
+    plan = yaml.safe_load((root / "plan.yaml").read_text())
+    plan["teacher"]["overrides"] = ["+trainer.no_such_trainer_flag=1"]
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    out = tmp_path / "out"
+    with pytest.raises(RunFailed) as caught:
+        run_plan(
+            load_plan(str(tmp_path / "plan.yaml")),
+            out,
+            jobs=2,
+            only=lambda s: s.name in {"teacher_s1", "distill_s1"},
+        )
+    message = str(caught.value)
+    assert "2 of 2 runs did not finish" in message
+    assert f"teacher_s1: exit status 1, log {out / 'logs' / 'teacher_s1.log'}" in message
+    assert "distill_s1: not run, its teacher run teacher_s1 failed" in message
+    assert "no_such_trainer_flag" in (out / "logs" / "teacher_s1.log").read_text()
+    index = json.loads((out / "index.json").read_text())
+    assert "finished" not in index and index["invocations"][-1]["jobs"] == 2
+    assert not (out / "distill_s1").exists()
+
+
 def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path, monkeypatch):
     from dfss.report.cli import main as report_main
 
@@ -213,6 +263,9 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     for heading in ("## Targets", "(1)–(3) Teacher, FCOS, DFSS", "(4) Class-weighted loss", "(5) Unknown threshold T",
                     "(6) KD ablations", "## Per-class AP50", "## Precision–recall", "## Learning curves"):  # fmt: skip
         assert heading in text
+    calls = json.loads((out / "index.json").read_text())["invocations"]
+    minutes = sum(c["seconds"] for c in calls) / 60
+    assert f"wall clock {minutes:.1f} min over {len(calls)} invocation" in text
     # Every embedded plot exists next to the report and is a real PNG.
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) == 6

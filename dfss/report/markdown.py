@@ -177,6 +177,19 @@ def _runs_table(results: Results) -> list[str]:
     )
 
 
+def wall_clock(index: dict) -> str:
+    """The invocations' wall-clock time (with parallel jobs, less than the runs' time summed)."""
+    calls = index.get("invocations") or []
+    if not calls:
+        return ""
+    jobs = sorted({c.get("jobs", 1) for c in calls})
+    minutes = sum(c["seconds"] for c in calls) / 60
+    return (
+        f"; wall clock {minutes:.1f} min over {len(calls)} invocation{'s' if len(calls) > 1 else ''} of "
+        f"`dfss-results` ({', '.join(map(str, jobs))} run{'s' if jobs[-1] > 1 else ''} at a time)"
+    )
+
+
 def render(results: Results, images: dict[str, str], source: str) -> str:
     """The whole report; ``images`` maps a plot's key to its path relative to the report."""
     index = results.index
@@ -207,7 +220,7 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         f"{synth.get('image_size', '?')} px, {synth.get('num_train', '?')} / {synth.get('num_val', '?')} / "
         f"{synth.get('num_test', '?')} train / val / test images); every figure is on the **test** split.",
         f"- **Machine**: {env.get('device', '?')} (CUDA: {env.get('cuda', '?')}), torch {env.get('torch', '?')}; "
-        f"training took {total / 60:.1f} min in all (a run resumed after an interruption counts its last part only) ({index.get('started', '?')} → {index.get('finished', 'unfinished')}).",
+        f"training took {total / 60:.1f} min in all (a run resumed after an interruption counts its last part only) ({index.get('started', '?')} → {index.get('finished', 'unfinished')}){wall_clock(index)}.",
         f"- **Calibration** of the benchmark: {calib.target} — measured {calib.measured}: {calib.status}.",
         "- Figures are `mean ± sample std` over seeds (a single value: one seed). The paper's numbers are on "
         "its own private data: they orient, they do not compare like for like.",

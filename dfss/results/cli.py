@@ -4,6 +4,7 @@ as one resumable job, then the report (``dfss-report``) from its runs.
     dfss-results                          # the GPU plan: results/gpu, then docs/results.md
     dfss-results --plan cpu               # the same experiments at demo scale on a CPU
     dfss-results --only 'teacher|student' # a subset of the runs (a regular expression on run names)
+    dfss-results --plan cpu --jobs 2      # two runs side by side, each in its own process
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
-from dfss.errors import UserError
+from dfss.errors import ConfigError, UserError
 from dfss.results.plan import expand, load_plan, plan_names
 from dfss.results.runner import run_plan
 
@@ -37,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="the synthetic set's folder (default: the plan's)")
     parser.add_argument("--only", default=None, help="run only the runs whose name matches this regex")
     parser.add_argument("--dry-run", action="store_true", help="list the runs with their overrides and stop")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs trained side by side, each in its own process (default: the plan's)",
+    )
     parser.add_argument("--synth-workers", type=int, default=2, help="processes generating the data set")
     parser.add_argument("--report", default="docs/results.md", help="report to write afterwards ('' = none)")
     parser.add_argument("--no-wandb", action="store_true", help="do not send the report's plots to W&B")
@@ -60,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
             return 0
         start = time.perf_counter()
-        run_plan(plan, out, only=keep, synth_workers=args.synth_workers)
+        jobs = plan.jobs if args.jobs is None else args.jobs
+        if jobs < 1:
+            raise ConfigError(f"--jobs must be at least 1, not {jobs}")
+        run_plan(plan, out, only=keep, synth_workers=args.synth_workers, jobs=jobs)
         Console().print(f"results of plan {plan.name!r} in {out} ({time.perf_counter() - start:.0f} s)")
         if args.report:
             from dfss.report.cli import write_report

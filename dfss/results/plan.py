@@ -21,7 +21,18 @@ from dfss.errors import ConfigError
 
 ROLES = ("teacher", "student", "distill", "weighted", "ablation")
 _STAGE_KEYS = {"experiment", "seeds", "overrides", "alphas", "options"}
-_PLAN_KEYS = {"name", "description", "synth_preset", "data_dir", "seeds", "common", "eval", "unknown", *ROLES}
+_PLAN_KEYS = {
+    "name",
+    "description",
+    "synth_preset",
+    "data_dir",
+    "seeds",
+    "common",
+    "eval",
+    "unknown",
+    "jobs",
+    *ROLES,
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,7 @@ class Plan:
     stages: dict[str, Stage]
     unknown_alpha: float
     unknown_T: tuple[float, ...]
+    jobs: int = 1  # runs trained side by side (each in its own process) unless dfss-results --jobs says
 
     def seeds_of(self, role: str) -> tuple[int, ...]:
         stage = self.stages[role]
@@ -124,7 +136,10 @@ def plan_from_mapping(mapping: dict[str, Any], source: str = "plan") -> Plan:
         stages=stages,
         unknown_alpha=float(unknown["alpha"]),
         unknown_T=tuple(float(t) for t in unknown["T"]),
+        jobs=int(mapping.get("jobs", 1)),
     )
+    if plan.jobs < 1:
+        raise ConfigError(f"{source}: jobs must be at least 1, not {plan.jobs}")
     if len(plan.seeds_of("teacher")) < 1 or not plan.seeds:
         raise ConfigError(f"{source}: the plan needs at least one seed and one teacher seed")
     if plan.unknown_alpha != 1.0 and plan.unknown_alpha not in plan.stages["weighted"].alphas:

@@ -10,16 +10,28 @@ Layout of ``<out>``::
                                    predictions.json)
     <run>/eval_T<T>/               the same checkpoint re-scored with the unknown rule at T
 
+    logs/<run>.log                 with ``jobs > 1``: what that run's process printed
+
 The job is resumable: a run whose ``metrics.json`` exists is not trained again, one with a
 ``checkpoints/last.ckpt`` continues from it (``ckpt_path``), and an evaluation folder with a
 ``metrics.json`` is kept. Run it again after an interruption and it picks up where it stopped.
+
+With ``jobs > 1`` the runs are trained side by side, each in its own process (small 320 px runs
+leave most of a big GPU idle, so several at once finish the plan sooner): a run starts as soon as a
+slot is free and its teacher run has finished. A process that fails stops nothing else; its name,
+exit status and log file are reported at the end, and so are the runs that needed it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -31,7 +43,7 @@ import torch
 import yaml
 
 from dfss.config import compose_config
-from dfss.errors import ConfigError
+from dfss.errors import ConfigError, UserError, exit_on_user_error
 from dfss.eval.predict import describe_device
 from dfss.results.plan import Plan, RunSpec, expand
 
@@ -63,10 +75,14 @@ def ensure_data(plan: Plan, workers: int = 2) -> Path:
     return root
 
 
-def _train(spec: RunSpec, run_dir: Path, out: Path) -> None:
+# A run in a process of its own prints to a log file: no live progress bar there.
+QUIET = ("~callbacks.rich_progress_bar", "trainer.enable_progress_bar=false")
+
+
+def _train(spec: RunSpec, run_dir: Path, out: Path, quiet: bool = False) -> None:
     from dfss.train import run as train
 
-    overrides = [f"experiment={spec.experiment}", *spec.overrides, "test=false"]
+    overrides = [f"experiment={spec.experiment}", *spec.overrides, "test=false", *(QUIET if quiet else ())]
     if spec.teacher is not None:
         overrides.append(f"teacher.ckpt_path={out / spec.teacher / LAST}")
     if (run_dir / LAST).is_file():
@@ -75,11 +91,148 @@ def _train(spec: RunSpec, run_dir: Path, out: Path) -> None:
     train(compose_config("train", overrides, run_dir))
 
 
-def _evaluate(plan: Plan, ckpt: Path, eval_dir: Path, T: float | None) -> dict[str, float]:
+def _evaluate(eval_overrides, ckpt: Path, eval_dir: Path, T: float | None) -> dict[str, float]:
     from dfss.evaluate import run as evaluate
 
     threshold = ["threshold=none"] if not T else ["threshold=unknown", f"threshold.T={T:g}"]
-    return evaluate(compose_config("eval", [*plan.eval, f"ckpt_path={ckpt}", *threshold], eval_dir))
+    return evaluate(compose_config("eval", [*eval_overrides, f"ckpt_path={ckpt}", *threshold], eval_dir))
+
+
+class RunFailed(UserError):
+    """Some runs of a parallel plan failed; the message names each with its exit status and log."""
+
+
+def run_one(eval_overrides: tuple[str, ...] | list[str], spec: RunSpec, out: Path,
+            thresholds: list[float | None], quiet: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Train ``spec`` (unless done; resuming a cut run) and evaluate it at each T (None: no rule).
+
+    Returns what ``index.json`` keeps of it: seconds spent and the evaluation folder of each T."""
+    run_dir = out / spec.name
+    result: dict[str, Any] = {"evals": {}}
+    if not (run_dir / "metrics.json").is_file():
+        start = time.perf_counter()
+        _train(spec, run_dir, out, quiet=quiet)
+        result["seconds_train"] = time.perf_counter() - start
+    for T in thresholds:
+        eval_dir = run_dir / eval_dir_name(T)
+        if not (eval_dir / "metrics.json").is_file():
+            start = time.perf_counter()
+            _evaluate(eval_overrides, run_dir / LAST, eval_dir, T)
+            result[f"seconds_{eval_dir.name}"] = time.perf_counter() - start
+        result["evals"][f"{T or 0:g}"] = eval_dir.name
+    return result
+
+
+def is_done(spec: RunSpec, out: Path, thresholds: list[float | None]) -> bool:
+    """Trained and evaluated at every T already."""
+    run_dir = out / spec.name
+    return (run_dir / "metrics.json").is_file() and all(
+        (run_dir / eval_dir_name(T) / "metrics.json").is_file() for T in thresholds
+    )
+
+
+def _child_env(jobs: int) -> dict[str, str]:
+    """Each of ``jobs`` processes gets its share of the cores for its torch threads (unless
+    ``OMP_NUM_THREADS`` is set already)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    return env
+
+
+def _run_parallel(
+    plan: Plan,
+    specs: list[RunSpec],
+    out: Path,
+    thresholds_of: dict[str, list[float | None]],
+    jobs: int,
+    record: Callable[[RunSpec, dict[str, Any]], None],
+) -> list[str]:
+    """Run ``specs`` ``jobs`` at a time, each as ``python -m dfss.results.runner <job.json>``; a run
+    waits for its teacher run. Returns one line per run that did not finish (empty: all did).
+
+    Stopped (Ctrl-C, SIGTERM), it passes SIGTERM on to the runs in flight, which write their
+    ``last.ckpt`` on it (``ResumeCheckpoint``), so that the next invocation continues them."""
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    env = _child_env(jobs)
+    waiting = list(specs)
+    running: dict[str, tuple[subprocess.Popen, RunSpec, float]] = {}
+    failures: dict[str, str] = {}
+    done = started = 0
+
+    def blocked(spec: RunSpec) -> bool:  # its teacher run has not finished yet
+        return spec.teacher is not None and (
+            spec.teacher in running or any(s.name == spec.teacher for s in waiting)
+        )
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        while waiting or running:
+            for spec in list(waiting):
+                if len(running) >= jobs:
+                    break
+                if spec.teacher in failures:
+                    waiting.remove(spec)
+                    failures[spec.name] = f"{spec.name}: not run, its teacher run {spec.teacher} failed"
+                    continue
+                if blocked(spec):
+                    continue
+                waiting.remove(spec)
+                if is_done(spec, out, thresholds_of[spec.name]):  # from an earlier invocation
+                    record(
+                        spec, {"evals": {f"{T or 0:g}": eval_dir_name(T) for T in thresholds_of[spec.name]}}
+                    )
+                    done += 1
+                    continue
+                job = logs / f"{spec.name}.job.json"
+                job.write_text(json.dumps({
+                    "eval": list(plan.eval), "spec": asdict(spec), "out": str(out),
+                    "thresholds": thresholds_of[spec.name], "result": str(logs / f"{spec.name}.result.json"),
+                }))  # fmt: skip
+                with (logs / f"{spec.name}.log").open("a") as log_file:
+                    command = [sys.executable, "-m", "dfss.results.runner", str(job)]
+                    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+                running[spec.name] = (process, spec, time.perf_counter())
+                started += 1
+                log.info("[%d/%d] %s started (%d running, log %s): experiment=%s %s", started, len(specs),
+                         spec.name, len(running), logs / f"{spec.name}.log", spec.experiment,
+                         " ".join(spec.overrides))  # fmt: skip
+            time.sleep(0.5)
+            for name, (process, spec, start) in list(running.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                del running[name]
+                result_file, log_file = logs / f"{name}.result.json", logs / f"{name}.log"
+                if code == 0 and result_file.is_file():
+                    record(spec, json.loads(result_file.read_text()))
+                    result_file.unlink()
+                    done += 1
+                    log.info("%s finished in %.0f s (%d of %d done)", name, time.perf_counter() - start,
+                             done, len(specs))  # fmt: skip
+                else:
+                    lines = (
+                        log_file.read_text(errors="replace").strip().splitlines()
+                        if log_file.is_file()
+                        else []
+                    )
+                    last = f" (last line: {lines[-1].strip()})" if lines else ""
+                    failures[name] = f"{name}: exit status {code}, log {log_file}{last}"
+                    log.error("%s failed with exit status %s; see %s", name, code, log_file)
+    finally:
+        for process, spec, _ in running.values():
+            log.warning("stopping %s (it saves its last.ckpt; the next invocation continues it)", spec.name)
+            process.terminate()
+        for process, _, _ in running.values():
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+    return [failures[s.name] for s in specs if s.name in failures]
 
 
 def check_accelerator(plan: Plan, specs: list[RunSpec]) -> None:
@@ -116,8 +269,11 @@ def run_plan(
     *,
     only: Callable[[RunSpec], bool] | None = None,
     synth_workers: int = 2,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Every run of ``plan`` (or those ``only`` keeps), evaluated; returns and writes ``index.json``."""
+    """Every run of ``plan`` (or those ``only`` keeps), evaluated; returns and writes ``index.json``.
+
+    ``jobs`` runs at a time, each in its own process when it is above 1 (see the module's note)."""
     out = Path(out).resolve()
     specs = [s for s in expand(plan) if only is None or only(s)]
     check_accelerator(plan, specs)
@@ -135,34 +291,74 @@ def run_plan(
         environment=environment(),
     )
     index.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    index.pop("finished", None)  # set again when this invocation completes every run
     runs: dict[str, dict[str, Any]] = index.setdefault("runs", {})
     sweep_names = {
         s.name for s in specs if s.role in ("weighted", "distill") and s.alpha == plan.unknown_alpha
     }
-    for number, spec in enumerate(specs, start=1):
-        run_dir = out / spec.name
-        entry = runs.setdefault(spec.name, {})
-        entry.update(asdict(spec), dir=spec.name)
-        log.info("[%d/%d] %s: experiment=%s %s", number, len(specs), spec.name, spec.experiment,
-                 " ".join(spec.overrides))  # fmt: skip
-        if spec.teacher is not None and not (out / spec.teacher / LAST).is_file():
+    thresholds_of = {
+        spec.name: [None, *plan.unknown_T] if spec.name in sweep_names else [None] for spec in specs
+    }
+    planned = {s.name for s in specs}
+    for spec in specs:
+        runs.setdefault(spec.name, {}).update(asdict(spec), dir=spec.name)
+        if (
+            spec.teacher is not None
+            and spec.teacher not in planned
+            and not (out / spec.teacher / LAST).is_file()
+        ):
             raise ConfigError(f"{spec.name} distils from {spec.teacher}, which has no {LAST} in {out}")
-        if not (run_dir / "metrics.json").is_file():
-            start = time.perf_counter()
-            _train(spec, run_dir, out)
-            entry["seconds_train"] = entry.get("seconds_train", 0.0) + time.perf_counter() - start
-        thresholds: list[float | None] = [None]
-        if spec.name in sweep_names:
-            thresholds += list(plan.unknown_T)
-        evals = entry.setdefault("evals", {})
-        for T in thresholds:
-            eval_dir = run_dir / eval_dir_name(T)
-            if not (eval_dir / "metrics.json").is_file():
-                start = time.perf_counter()
-                _evaluate(plan, run_dir / LAST, eval_dir, T)
-                entry[f"seconds_{eval_dir.name}"] = time.perf_counter() - start
-            evals[f"{T or 0:g}"] = eval_dir.name
+
+    def record(spec: RunSpec, result: dict[str, Any]) -> None:
+        entry = runs[spec.name]
+        entry["seconds_train"] = entry.get("seconds_train", 0.0) + result.pop("seconds_train", 0.0)
+        entry.setdefault("evals", {}).update(result.pop("evals"))
+        entry.update(result)
         index_path.write_text(json.dumps(index, indent=2))  # after every run: a crash loses nothing
-    index["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    index_path.write_text(json.dumps(index, indent=2))
+
+    begun, clock = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+    try:
+        if jobs <= 1:
+            for number, spec in enumerate(specs, start=1):
+                log.info("[%d/%d] %s: experiment=%s %s", number, len(specs), spec.name, spec.experiment,
+                         " ".join(spec.overrides))  # fmt: skip
+                if spec.teacher is not None and not (out / spec.teacher / LAST).is_file():
+                    raise ConfigError(
+                        f"{spec.name} distils from {spec.teacher}, which has no {LAST} in {out}"
+                    )
+                record(spec, run_one(plan.eval, spec, out, thresholds_of[spec.name]))
+        else:
+            failures = _run_parallel(plan, specs, out, thresholds_of, jobs, record)
+            if failures:
+                raise RunFailed(
+                    f"{len(failures)} of {len(specs)} runs did not finish (the others are kept; run the "
+                    "same command again to retry them):\n  " + "\n  ".join(failures)
+                )
+        index["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    finally:
+        # Wall-clock time of each invocation (with parallel jobs, less than the runs' seconds summed).
+        index.setdefault("invocations", []).append(
+            {
+                "started": begun,
+                "seconds": round(time.perf_counter() - clock, 1),
+                "jobs": jobs,
+                "runs": len(specs),
+            }
+        )
+        index_path.write_text(json.dumps(index, indent=2))
     return index
+
+
+def _main(job_file: str) -> None:
+    """One run of a parallel plan, in its own process (see :func:`_run_parallel`)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    job = json.loads(Path(job_file).read_text())
+    fields = job["spec"]
+    spec = RunSpec(**{**fields, "overrides": tuple(fields["overrides"])})
+    with exit_on_user_error():
+        result = run_one(job["eval"], spec, Path(job["out"]), job["thresholds"], quiet=True)
+    Path(job["result"]).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])

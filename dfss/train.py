@@ -184,8 +184,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     group_sweep_runs(cfg)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    # An entry set to null on the command line (callbacks.rich_progress_bar=null) switches it off.
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if isinstance(datamodule, XrayDataModule):  # before any process is started or any data is read
         datamodule.batch_size_for(trainer.num_devices * trainer.num_nodes)

@@ -259,10 +259,18 @@ def test_optuna_search_runs_trials_and_reports_the_best(synth_tiny, tmp_path):
     assert (tmp_path / "1" / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_tensorboard_logger_writes_event_files(synth_tiny, tmp_path):
+def test_tensorboard_logger_writes_event_files_and_null_callbacks_are_off(synth_tiny, tmp_path):
     overrides = [o for o in _tiny(synth_tiny, ["experiment=demo_student", "test=false"]) if o != "logger=csv"]
-    run(compose_config("train", [*overrides, "logger=tensorboard"], tmp_path))
+    # A callback set to null on the command line is switched off (it crashed the Trainer before).
+    off = [
+        "callbacks.rich_progress_bar=null",
+        "trainer.enable_progress_bar=false",
+        "callbacks.metrics_history=null",
+    ]
+    run(compose_config("train", [*overrides, "logger=tensorboard", *off], tmp_path))
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "metrics_history.jsonl").exists()
 
 
 def test_speed_switches_put_the_detector_in_channels_last_without_changing_checkpoint_keys(

@@ -10,6 +10,8 @@
 # /tmp), next to the job's log. It is written also when the job is cut short: the plan stops itself
 # after LIMIT seconds (default 520), its runs in flight save their last.ckpt, and a second call on
 # the still-warm machine continues them. PLAN=<name or yaml>, JOBS=<n>, ONLY=<regex>, DATA_DIR are passed on.
+# With 15 device minutes in all, run `bench/gpu_run.sh` (issue 6, timeout_s 330) first, then this with
+# LIMIT = budget_left_s - 150 and timeout_s = LIMIT + 75 (the runs in flight get up to 60 s to save).
 set -euo pipefail
 if [ -d .whl ] && ! python3 -c "import hydra, pycocotools, faster_coco_eval" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl

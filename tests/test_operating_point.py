@@ -79,6 +79,84 @@ def test_dangerous_recall_at_false_positives_per_image():
     assert recall_at_fppi(recall, fppi, 1.0) == 1.0
 
 
+def _reference_curve(gt, results, dangerous_ids, image_ids):
+    """The matching rule written the plain way: per (image, class), detections by falling score
+    (ties in input order) take the best-IoU free real box at IoU >= 0.5; a detection matching only
+    a crowd box is ignored; then all points by falling score (ties: group, then input order)."""
+    import torch
+    from torchvision.ops import box_iou
+
+    def xyxy(b):
+        t = torch.tensor(b, dtype=torch.float64).reshape(-1, 4)
+        return torch.cat([t[:, :2], t[:, :2] + t[:, 2:]], dim=1)
+
+    groups = {}
+    for r in results:
+        if r["category_id"] in dangerous_ids and r["image_id"] in image_ids:
+            groups.setdefault((r["image_id"], r["category_id"]), []).append(r)
+    truth = {}
+    for a in gt.dataset["annotations"]:
+        if a["category_id"] in dangerous_ids and a["image_id"] in image_ids:
+            truth.setdefault((a["image_id"], a["category_id"]), []).append(a)
+    num_objects = sum(not a.get("iscrowd", 0) for anns in truth.values() for a in anns)
+    points = []
+    for group_key, dets in groups.items():
+        dets = sorted(dets, key=lambda d: -d["score"])
+        anns = sorted(truth.get(group_key, []), key=lambda a: a.get("iscrowd", 0))
+        if not anns:
+            points += [(d["score"], 0) for d in dets]
+            continue
+        iou = box_iou(xyxy([d["bbox"] for d in dets]), xyxy([a["bbox"] for a in anns])).numpy()
+        crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns])
+        taken = np.zeros(len(anns), dtype=bool)
+        for i, d in enumerate(dets):
+            free = np.flatnonzero(~taken & ~crowd & (iou[i] >= 0.5))
+            if free.size:
+                taken[free[np.argmax(iou[i, free])]] = True
+                points.append((d["score"], 1))
+            elif not (crowd & (iou[i] >= 0.5)).any():
+                points.append((d["score"], 0))
+    points.sort(key=lambda x: -x[0])
+    hits = np.array([h for _, h in points], dtype=np.int64)
+    return (np.array([s for s, _ in points]), np.cumsum(hits) / max(num_objects, 1),
+            np.cumsum(1 - hits) / max(len(set(image_ids)), 1), num_objects)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_vectorised_matching_equals_the_plain_rule(seed):
+    """Random scenes with crowd boxes, look-alike classes, duplicates and tied scores (rounded to
+    0.1): the vectorised curve equals the plain per-group loop point for point."""
+    rng = np.random.default_rng(seed)
+    categories = [*CATEGORIES, SCISSORS]
+    cat_ids = [c["id"] for c in categories]
+    images, annotations, results = [], [], []
+    for image_id in range(1, 41):
+        images.append({"id": image_id, "file_name": f"{image_id}.png", "width": 100, "height": 100})
+        boxes = []
+        for _ in range(int(rng.integers(0, 5))):
+            box = [*rng.uniform(0, 60, 2).round(1).tolist(), *rng.uniform(5, 40, 2).round(1).tolist()]
+            boxes.append(box)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(rng.choice([3, 5, 7])),
+                                "bbox": box, "area": box[2] * box[3], "iscrowd": int(rng.random() < 0.15)})  # fmt: skip
+        for _ in range(int(rng.integers(0, 12))):
+            if boxes and rng.random() < 0.6:  # near a real box, often twice
+                base = boxes[int(rng.integers(len(boxes)))]
+                box = [v + float(rng.normal(0, 2)) for v in base]
+            else:
+                box = [*rng.uniform(0, 60, 2).tolist(), *rng.uniform(5, 40, 2).tolist()]
+            results.append({"image_id": image_id, "category_id": int(rng.choice([3, 5, 7, *cat_ids])),
+                            "bbox": box, "score": round(float(rng.random()), 1)})  # fmt: skip
+    gt = coco_from_dict({"images": images, "annotations": annotations, "categories": categories})
+    dangerous = {3, 5}
+    for image_ids in ([i for i in range(1, 41)], [i for i in range(1, 41, 3)]):
+        ours = dangerous_object_curve(gt, results, dangerous, image_ids)
+        reference = _reference_curve(gt, results, dangerous, image_ids)
+        assert ours[3] == reference[3]
+        for a, b in zip(ours[:3], reference[:3], strict=True):
+            assert a.tolist() == b.tolist()
+        assert reference[0].size > 20 and 0 < reference[1][-1] < 1  # the scenes are not trivial
+
+
 def test_screening_figures_are_in_the_coco_metrics():
     table = ClassTable.from_categories([*CATEGORIES, SCISSORS])
     m = evaluate_coco(_gt(), DETECTIONS, table, alarm_fpr=0.05).metrics

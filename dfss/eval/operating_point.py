@@ -18,14 +18,11 @@ the score threshold trades recall of dangerous objects against false positives p
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from pycocotools.coco import COCO
-from torchvision.ops import box_iou
 
 from dfss.data.classes import ClassTable
 
@@ -82,52 +79,89 @@ def image_alarm_roc(image_scores: Sequence[float], image_positive: Sequence[bool
     )
 
 
-def _xyxy(boxes: list[list[float]]) -> torch.Tensor:
-    t = torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4)
-    return torch.cat([t[:, :2], t[:, :2] + t[:, 2:]], dim=1)
+def _xyxy(xywh: np.ndarray) -> np.ndarray:
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+
+
+def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of ``a[i]`` with ``b[i]`` (xyxy rows), computed as torchvision's ``box_iou`` does."""
+    lt = np.maximum(a[:, :2], b[:, :2])
+    wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - lt, 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / union
 
 
 def dangerous_object_curve(
     gt: COCO, results: Sequence[dict], dangerous_ids: set[int], image_ids: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(scores, recall, fppi, number of dangerous objects): one point per dangerous detection, by
-    falling score."""
-    detections: dict[tuple[int, int], list[dict]] = defaultdict(list)
-    for r in results:
-        if r["category_id"] in dangerous_ids:
-            detections[(r["image_id"], r["category_id"])].append(r)
-    wanted = set(image_ids)
-    truth: dict[tuple[int, int], list[dict]] = defaultdict(list)
-    for ann in gt.dataset["annotations"]:
-        if ann["category_id"] in dangerous_ids and ann["image_id"] in wanted:
-            truth[(ann["image_id"], ann["category_id"])].append(ann)
-    num_objects = sum(1 for anns in truth.values() for a in anns if not a.get("iscrowd", 0))
-    scored: list[tuple[float, int]] = []  # (score, 1 = TP, 0 = FP); ignored detections left out
-    for key, dets in detections.items():
-        if key[0] not in wanted:
-            continue
-        dets = sorted(dets, key=lambda d: -d["score"])
-        anns = sorted(truth.get(key, []), key=lambda a: a.get("iscrowd", 0))  # real boxes first
-        if not anns:
-            scored.extend((d["score"], 0) for d in dets)
-            continue
-        iou = box_iou(_xyxy([d["bbox"] for d in dets]), _xyxy([a["bbox"] for a in anns])).numpy()
-        crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns])
-        taken = np.zeros(len(anns), dtype=bool)
-        for i, d in enumerate(dets):
-            free = np.flatnonzero(~taken & ~crowd & (iou[i] >= MATCH_IOU))
-            if free.size:
-                taken[free[np.argmax(iou[i, free])]] = True
-                scored.append((d["score"], 1))
-            elif (crowd & (iou[i] >= MATCH_IOU)).any():
-                continue  # a detection on a crowd region neither counts nor costs
-            else:
-                scored.append((d["score"], 0))
-    scored.sort(key=lambda x: -x[0])
-    scores = np.array([s for s, _ in scored], dtype=np.float64)
-    hits = np.array([h for _, h in scored], dtype=np.int64)
+    falling score.
+
+    Matching is greedy per (image, class) in falling score (ties: the order of ``results``); only
+    the detections that overlap a box of their class at IoU >= 0.5 go through the sequential
+    loop, every IoU is computed at once (a split of 16,000 images x 100 detections takes well under
+    a second)."""
+    wanted_set = set(image_ids)
+    wanted = np.fromiter(wanted_set, np.int64, len(wanted_set))
+    dangerous = np.fromiter(dangerous_ids, np.int64, len(dangerous_ids))
+    n = len(results)
+    image = np.fromiter((r["image_id"] for r in results), np.int64, n)
+    category = np.fromiter((r["category_id"] for r in results), np.int64, n)
+    kept = np.flatnonzero(np.isin(category, dangerous) & np.isin(image, wanted))
+    score = np.fromiter((results[i]["score"] for i in kept), np.float64, len(kept))
+    boxes = _xyxy(np.array([results[i]["bbox"] for i in kept], dtype=np.float64).reshape(-1, 4))
+    stride = int(max(category.max(initial=0), max(dangerous_ids, default=0))) + 1
+    key = image[kept] * stride + category[kept]  # one (image, class) group per key
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    # Falling score; ties in the order of ``results`` (group of first appearance, then position),
+    # which is also each group's greedy order.
+    order = np.lexsort((np.arange(len(kept)), first[inverse], -score))
+    score, boxes, key = score[order], boxes[order], key[order]
+
+    anns = [
+        a
+        for a in gt.dataset["annotations"]
+        if a["category_id"] in dangerous_ids and a["image_id"] in wanted_set
+    ]
+    crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
+    num_objects = int((~crowd).sum())
+    gt_key = np.array([a["image_id"] * stride + a["category_id"] for a in anns], dtype=np.int64)
+    gt_order = np.lexsort((np.arange(len(anns)), crowd, gt_key))  # by group, real boxes first
+    gt_key, crowd = gt_key[gt_order], crowd[gt_order]
+    gt_boxes = _xyxy(np.array([anns[i]["bbox"] for i in gt_order], dtype=np.float64).reshape(-1, 4))
+
+    # Every (detection, box of its group) pair, detection by detection.
+    begin = np.searchsorted(gt_key, key, side="left")
+    count = np.searchsorted(gt_key, key, side="right") - begin
+    pair_det = np.repeat(np.arange(len(key)), count)
+    offsets = np.r_[0, np.cumsum(count)]
+    pair_gt = begin[pair_det] + np.arange(len(pair_det)) - offsets[pair_det]
+    iou = _paired_iou(boxes[pair_det], gt_boxes[pair_gt])
+    over = iou >= MATCH_IOU
+    real = over & ~crowd[pair_gt]
+    on_real = np.zeros(len(key), dtype=bool)
+    on_real[pair_det[real]] = True
+    on_crowd = np.zeros(len(key), dtype=bool)
+    on_crowd[pair_det[over & crowd[pair_gt]]] = True
+
+    hit = np.zeros(len(key), dtype=np.int8)  # 1 TP, 0 FP, -1 ignored (only a crowd region matched)
+    taken: set[int] = set()
+    real_list, iou_list, gt_list = real.tolist(), iou.tolist(), pair_gt.tolist()
+    for d in np.flatnonzero(on_real).tolist():  # falling score: each group's greedy order
+        best, best_iou = -1, -1.0
+        for p in range(offsets[d], offsets[d + 1]):
+            if real_list[p] and gt_list[p] not in taken and iou_list[p] > best_iou:
+                best, best_iou = gt_list[p], iou_list[p]
+        if best >= 0:
+            taken.add(best)
+            hit[d] = 1
+    hit[(hit == 0) & on_crowd] = -1
+    counted = hit >= 0
+    scores, hits = score[counted], hit[counted].astype(np.int64)
     recall = np.cumsum(hits) / max(num_objects, 1)
-    fppi = np.cumsum(1 - hits) / max(len(wanted), 1)
+    fppi = np.cumsum(1 - hits) / max(len(wanted_set), 1)
     return scores, recall, fppi, num_objects
 
 

@@ -131,6 +131,15 @@ def is_done(spec: RunSpec, out: Path, thresholds: list[float | None]) -> bool:
     )
 
 
+def _stop_with_parent() -> None:
+    """In a run's process (Linux): SIGTERM when the driver dies, even by SIGKILL, so that no
+    orphaned run trains on beside the next invocation (it saves its last.ckpt and stops)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _child_env(jobs: int) -> dict[str, str]:
     """Each of ``jobs`` processes gets its share of the cores for its torch threads (unless
     ``OMP_NUM_THREADS`` is set already)."""
@@ -193,7 +202,13 @@ def _run_parallel(
                 }))  # fmt: skip
                 with (logs / f"{spec.name}.log").open("a") as log_file:
                     command = [sys.executable, "-m", "dfss.results.runner", str(job)]
-                    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+                    process = subprocess.Popen(
+                        command,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        preexec_fn=_stop_with_parent,
+                    )
                 running[spec.name] = (process, spec, time.perf_counter())
                 started += 1
                 log.info("[%d/%d] %s started (%d running, log %s): experiment=%s %s", started, len(specs),

@@ -252,6 +252,48 @@ def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_ru
     assert not (out / "distill_s1").exists()
 
 
+def test_cpu_calibration_trains_the_plans_own_teacher_and_judges_its_test_map50(tiny_results, tmp_path):
+    import importlib.util
+
+    source = Path(__file__).parents[1] / "bench" / "calibrate_cpu.py"
+    spec = importlib.util.spec_from_file_location("calibrate_cpu", source)
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    root, serial, _ = tiny_results
+    argv = [
+        "--plan",
+        str(root / "plan.yaml"),
+        "--data-dir",
+        str(root / "data"),
+        "--out",
+        str(tmp_path),
+        "--name",
+        "try1",
+    ]
+    summary = calibrate.main(argv)
+    run = tmp_path / "try1"
+    ours = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["dfss_config"]
+    plans = torch.load(
+        serial / "teacher_s1" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    )
+    plans = plans["dfss_config"]
+    # The plan's teacher stage, on the CPU: same model, schedule, seed and data set.
+    assert ours["model"] == plans["model"] and ours["seed"] == plans["seed"] == 1
+    assert (
+        ours["trainer"]["max_epochs"] == plans["trainer"]["max_epochs"]
+        and ours["trainer"]["accelerator"] == "cpu"
+    )
+    assert ours["data"]["root"] == plans["data"]["root"] and ours["data"]["num_workers"] == 1
+    map50 = json.loads((run / "eval" / "metrics.json").read_text())["map50"]
+    assert summary["teacher_test_map50"] == map50
+    assert summary["verdict"].startswith("in range" if 0.60 <= map50 <= 0.75 else "out of range")
+    assert json.loads((run / "calibration.json").read_text()) == summary
+    # Called again, it does not train again: it only evaluates.
+    stamp = (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    assert calibrate.main(argv)["teacher_test_map50"] == map50
+    assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns == stamp
+
+
 def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path, monkeypatch):
     from dfss.report.cli import main as report_main
 

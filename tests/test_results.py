@@ -88,7 +88,12 @@ def test_plan_errors_name_the_problem(tmp_path):
         plan_from_mapping({**mapping, "unknown": {"alpha": 3, "T": [0.1]}})
     with pytest.raises(ConfigError, match="jobs must be at least 1, not 0"):
         plan_from_mapping({**mapping, "jobs": 0})
-    assert plan_from_mapping(mapping).jobs == 1 and load_plan("gpu").jobs == 4
+    without_jobs = {k: v for k, v in mapping.items() if k != "jobs"}
+    assert (
+        plan_from_mapping(without_jobs).jobs == 1
+        and load_plan("gpu").jobs == 4
+        and load_plan("cpu").jobs == 2
+    )
 
 
 def _run(name: str, role: str, seed: int, alpha: float = 1.0, sweep=None, **metrics: float) -> Run:

@@ -29,7 +29,7 @@ from pathlib import Path
 from dfss.config import compose_config
 from dfss.report.paper import CALIBRATION_RANGE
 from dfss.results.plan import expand, load_plan
-from dfss.results.runner import LAST, _evaluate, ensure_data
+from dfss.results.runner import LAST, ensure_data, evaluate_checkpoint
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
             overrides.append(f"ckpt_path={run_dir / LAST}")
         print("train.py " + " ".join(overrides), flush=True)
         train(compose_config("train", overrides, run_dir))
-    metrics = _evaluate(plan.eval, run_dir / LAST, run_dir / "eval", None)
+    metrics = evaluate_checkpoint(plan.eval, run_dir / LAST, run_dir / "eval", None)
     low, high = CALIBRATION_RANGE
     map50 = metrics["map50"]
     verdict = (

@@ -91,7 +91,8 @@ def _train(spec: RunSpec, run_dir: Path, out: Path, quiet: bool = False) -> None
     train(compose_config("train", overrides, run_dir))
 
 
-def _evaluate(eval_overrides, ckpt: Path, eval_dir: Path, T: float | None) -> dict[str, float]:
+def evaluate_checkpoint(eval_overrides, ckpt: Path, eval_dir: Path, T: float | None) -> dict[str, float]:
+    """`evaluate.py` of ``ckpt`` into ``eval_dir`` with the plan's eval overrides and the unknown rule at T."""
     from dfss.evaluate import run as evaluate
 
     threshold = ["threshold=none"] if not T else ["threshold=unknown", f"threshold.T={T:g}"]
@@ -117,7 +118,7 @@ def run_one(eval_overrides: tuple[str, ...] | list[str], spec: RunSpec, out: Pat
         eval_dir = run_dir / eval_dir_name(T)
         if not (eval_dir / "metrics.json").is_file():
             start = time.perf_counter()
-            _evaluate(eval_overrides, run_dir / LAST, eval_dir, T)
+            evaluate_checkpoint(eval_overrides, run_dir / LAST, eval_dir, T)
             result[f"seconds_{eval_dir.name}"] = time.perf_counter() - start
         result["evals"][f"{T or 0:g}"] = eval_dir.name
     return result

@@ -229,7 +229,7 @@ def test_parallel_runs_equal_the_serial_ones(tiny_results, tmp_path, monkeypatch
     # A second invocation finds everything done and starts no process.
     again = run_plan(load_plan(str(root / "plan.yaml")), out, only=lambda s: s.name in names, jobs=2)
     assert again["runs"]["distill_s1"]["seconds_train"] == index["runs"]["distill_s1"]["seconds_train"]
-    assert not list((out / "logs").glob("*.result.json"))
+    assert not list((out / "logs").glob("*.result.json")) and not list((out / "logs").glob("*.job.json"))
 
 
 def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_run(tiny_results, tmp_path):
@@ -252,6 +252,7 @@ def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_ru
     assert f"teacher_s1: exit status 1, log {out / 'logs' / 'teacher_s1.log'}" in message
     assert "distill_s1: not run, its teacher run teacher_s1 failed" in message
     assert "no_such_trainer_flag" in (out / "logs" / "teacher_s1.log").read_text()
+    assert (out / "logs" / "teacher_s1.job.json").is_file()  # what the failed run was given, kept
     index = json.loads((out / "index.json").read_text())
     assert "finished" not in index and index["invocations"][-1]["jobs"] == 2
     assert not (out / "distill_s1").exists()

@@ -10,7 +10,8 @@ Layout of ``<out>``::
                                    predictions.json)
     <run>/eval_T<T>/               the same checkpoint re-scored with the unknown rule at T
 
-    logs/<run>.log                 with ``jobs > 1``: what that run's process printed
+    logs/<run>.log                 with ``jobs > 1``: what that run's process printed (and, for
+                                   a run that failed, ``<run>.job.json``: what it was given)
 
 The job is resumable: a run whose ``metrics.json`` exists is not trained again, one with a
 ``checkpoints/last.ckpt`` continues from it (``ckpt_path``), and an evaluation folder with a
@@ -225,6 +226,7 @@ def _run_parallel(
                 if code == 0 and result_file.is_file():
                     record(spec, json.loads(result_file.read_text()))
                     result_file.unlink()
+                    (logs / f"{name}.job.json").unlink(missing_ok=True)  # kept only for a failed run
                     done += 1
                     log.info("%s finished in %.0f s (%d of %d done)", name, time.perf_counter() - start,
                              done, len(specs))  # fmt: skip

@@ -9,7 +9,6 @@ Layout of ``<out>``::
                                    (metrics.json, per_class.csv, pr_curves.json, roc.json,
                                    predictions.json)
     <run>/eval_T<T>/               the same checkpoint re-scored with the unknown rule at T
-
     logs/<run>.log                 with ``jobs > 1``: what that run's process printed (and, for
                                    a run that failed, ``<run>.job.json``: what it was given)
 

@@ -483,6 +483,30 @@ def test_wrong_weights_files_give_clear_errors(coco_like_checkpoint, tmp_path) -
     assert all(torch.equal(v, before[k]) for k, v in distribution.state_dict().items())  # untouched
 
 
+def test_r50_from_scratch_has_learning_batch_norm_and_no_frozen_stage(coco_like_checkpoint) -> None:
+    frozen = fcos_r50(NUM_CLASSES)  # torchvision's recipe for pretrained weights
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())
+    assert not frozen.backbone.body.conv1.weight.requires_grad
+    scratch = fcos_r50(NUM_CLASSES, norm="bn", trainable_backbone_layers=5).train()
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in scratch.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in scratch.backbone.body.modules()) == 53
+    assert all(p.requires_grad for p in scratch.parameters())
+    # Same parameter names as torchvision's model: only the BN step counters are added.
+    assert set(scratch.state_dict()) - set(frozen.state_dict()) == {
+        k for k in scratch.state_dict() if k.endswith("num_batches_tracked")
+    }
+    images, boxes, labels = tiny_batch(64)
+    running = scratch.backbone.body.bn1.running_mean.clone()
+    FCOSCriterion(NUM_CLASSES)(scratch(images), boxes, labels)["loss"].backward()
+    assert not torch.equal(running, scratch.backbone.body.bn1.running_mean)  # statistics are learnt
+    assert scratch.backbone.body.conv1.weight.grad.abs().sum() > 0
+    path, _ = coco_like_checkpoint
+    with pytest.raises(ValueError, match=r"model\.net\.norm=bn cannot load .* \(norm=frozen_bn\)"):
+        fcos_r50(91, weights=path, norm="bn")
+    with pytest.raises(ValueError, match=r"norm must be one of \['bn', 'frozen_bn'\], got 'gn'"):
+        fcos_r50(NUM_CLASSES, norm="gn")
+
+
 # ---------------------------------------------------------------- training
 
 

@@ -68,9 +68,12 @@ def test_every_run_of_the_packaged_plans_composes_to_the_intended_config(name, t
                 assert [k for k, v in lambdas.items() if v == 0] == [option[6:]]
             else:
                 assert option == "kd_softmax" and kd.cls_mode == "softmax" and min(lambdas.values()) > 0
-        if spec.role != "teacher":  # one schedule for every student
-            schedules.add(cfg.trainer.max_epochs)
+        if spec.role != "teacher":  # one schedule and one backbone recipe for every student
+            net = cfg.model.net
+            schedules.add((cfg.trainer.max_epochs, net.get("norm"), net.get("trainable_backbone_layers")))
     assert len(schedules) == 1
+    if name == "gpu":  # FCOS-R50 from random init: learning batch norm, every stage trained
+        assert schedules == {(12, "bn", 5)}
     assert sorted({s.variant for s in specs if s.role == "ablation"}) == sorted(KD_OPTIONS)
 
 

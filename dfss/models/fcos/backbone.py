@@ -23,20 +23,32 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FPN_STRIDES = (8, 16, 32, 64, 128)  # P3..P7
 
 
-def resnet50_fpn_backbone(trainable_layers: int = 3, out_channels: int = 256) -> BackboneWithFPN:
-    """torchvision's FCOS R-50 backbone: ResNet-50 with FrozenBatchNorm2d, FPN on C3–C5, P6/P7 from P5.
+# ResNet normalisation: torchvision's frozen statistics (for pretrained weights), or batch norm
+# that learns (for training from random init, where frozen BN is the identity).
+NORMS = {"frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d}
 
-    Built exactly as ``torchvision.models.detection.fcos_resnet50_fpn`` builds it for pretrained
-    weights (``trainable_layers`` counts the last ResNet stages left trainable, 0–5). Random init:
-    load ImageNet or COCO weights from a local file afterwards (no downloads here).
+
+def resnet50_fpn_backbone(
+    trainable_layers: int = 3, out_channels: int = 256, norm: str = "frozen_bn"
+) -> BackboneWithFPN:
+    """torchvision's FCOS R-50 backbone: ResNet-50, FPN on C3–C5, P6/P7 from P5.
+
+    With ``norm="frozen_bn"`` it is built exactly as ``torchvision.models.detection.fcos_resnet50_fpn``
+    builds it for pretrained weights (FrozenBatchNorm2d; ``trainable_layers`` counts the last ResNet
+    stages left trainable, 0–5). Random init: load ImageNet or COCO weights from a local file
+    afterwards (no downloads here). Without such weights, ``norm="bn"`` with ``trainable_layers=5``
+    trains from scratch: frozen BN at its initial statistics is the identity, and the frozen stem
+    would stay random.
     """
     if out_channels != 256:
         # torchvision's extractor hard-codes 256 FPN channels; P6/P7 follow it.
         raise ValueError(f"the torchvision R-50 FPN has 256 channels, got out_channels={out_channels}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
     backbone = resnet_fpn_backbone(
         backbone_name="resnet50",
         weights=None,
-        norm_layer=FrozenBatchNorm2d,
+        norm_layer=NORMS[norm],
         trainable_layers=trainable_layers,
         returned_layers=[2, 3, 4],
         extra_blocks=LastLevelP6P7(256, 256),

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dfss.errors import ConfigError
 from dfss.models.fcos.backbone import TimmFPNBackbone, resnet50_fpn_backbone
 from dfss.models.fcos.head import FCOSHead
 from dfss.models.fcos.weights import load_torchvision_fcos_weights
@@ -134,15 +135,22 @@ def fcos_r50(
     num_bins: int = 17,
     use_scales: bool = False,
     point_offset: float = 0.0,
+    norm: str = "frozen_bn",
 ) -> FCOS:
     """torchvision's ``fcos_resnet50_fpn`` architecture (FrozenBN ResNet-50, FPN, GN head, no scales).
 
     ``weights``: a local ``fcos_resnet50_fpn_coco-*.pth`` (bare state dict); the class logits layer
     is re-initialised when ``num_classes`` differs from the file's (logged). The defaults keep it
     torchvision's exact model; ``box_head="distribution"`` or ``use_scales=True`` depart from it
-    (and then a torchvision checkpoint no longer fits the box layer: an error).
+    (and then a torchvision checkpoint no longer fits the box layer: an error). ``norm="bn"``
+    (with ``trainable_backbone_layers=5``) is for training from random init, without weights.
     """
-    backbone = resnet50_fpn_backbone(trainable_layers=trainable_backbone_layers)
+    if weights is not None and norm != "frozen_bn":
+        raise ConfigError(
+            f"model.net.norm={norm} cannot load {weights}: torchvision's FCOS weights are for the frozen "
+            "batch norm they were trained with (norm=frozen_bn)"
+        )
+    backbone = resnet50_fpn_backbone(trainable_layers=trainable_backbone_layers, norm=norm)
     model = FCOS(
         backbone,
         num_classes,

@@ -60,7 +60,7 @@ format: install ## Format the code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Run the benchmarks under bench/ (each prints a table and JSON lines)
+bench: synth ## Run the benchmarks under bench/ (each prints a table and JSON lines)
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean: ## Remove caches and run outputs (keeps .venv and data/)

@@ -37,6 +37,17 @@ def test_data_speed_reports_per_worker_and_loader_rates(tmp_path):
         assert r["workers_needed"] >= 1 and isinstance(r["data_bound_with_default_workers"], bool)
 
 
+def test_scratch_norm_trains_both_r50_builds_from_one_seed(synth_tiny):
+    rows = _rows("scratch_norm.py", "--data", str(synth_tiny), "--images", "4", "--size", "64", "--steps", "2")
+    head, *results = rows
+    assert head["images"] == 4 and head["steps"] == 2
+    assert [(r["norm"], r["trainable_backbone_layers"]) for r in results] == [("frozen_bn", 3), ("bn", 5)]
+    # One seed, one batch: both start from the same heads on the same scans, so the first losses are
+    # close; the builds differ only in the backbone.
+    assert abs(results[0]["first_loss"] - results[1]["first_loss"]) < 0.5
+    assert all(r["last5_min"] > 0 for r in results)
+
+
 @pytest.mark.slow
 def test_steps_speed_measures_every_step_type_and_checks_the_targets():
     rows = _rows("steps_speed.py", "--image-size", "128", "--steps", "1", "--warmup", "0")

@@ -38,7 +38,9 @@ def test_data_speed_reports_per_worker_and_loader_rates(tmp_path):
 
 
 def test_scratch_norm_trains_both_r50_builds_from_one_seed(synth_tiny):
-    rows = _rows("scratch_norm.py", "--data", str(synth_tiny), "--images", "4", "--size", "64", "--steps", "2")
+    rows = _rows(
+        "scratch_norm.py", "--data", str(synth_tiny), "--images", "4", "--size", "64", "--steps", "2"
+    )
     head, *results = rows
     assert head["images"] == 4 and head["steps"] == 2
     assert [(r["norm"], r["trainable_backbone_layers"]) for r in results] == [("frozen_bn", 3), ("bn", 5)]

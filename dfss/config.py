@@ -25,32 +25,42 @@ def compose_config(config_name: str, overrides: Sequence[str], output_dir: str |
     return cfg
 
 
-HYDRA_FLAGS_WITHOUT_VALUE = (
-    "-m",
-    "--multirun",
-    "--cfg",
-    "-c",
-    "--resolve",
-    "--info",
-    "-i",
-    "--help",
-    "-h",
-    "--hydra-help",
-)
+HYDRA_FLAGS_WITHOUT_VALUE = ("-m", "--multirun", "--resolve", "--help", "-h", "--hydra-help")
+# Flags followed by a value: --cfg needs one, --info may have one (Hydra's argparse choices).
+HYDRA_FLAG_VALUES = {
+    "--cfg": ("job", "hydra", "all"),
+    "-c": ("job", "hydra", "all"),
+    "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+    "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+}
 
 
 def hoist_flags(argv: Sequence[str]) -> list[str]:
-    """Move Hydra's flags before the ``key=value`` overrides.
+    """Move Hydra's flags (with their values) before the ``key=value`` overrides.
 
     Hydra's command line is parsed by argparse, which refuses a flag after positional overrides
     (``python evaluate.py ckpt_path=x -m threshold.T=0,0.1`` fails with "unrecognized arguments").
-    Users write it both ways, so the entry points accept both: ``-m`` / ``--multirun`` (and the other
-    flags that take no value) are moved to the front; everything else, flags with a value such as
-    ``--cfg job`` included, keeps its order.
+    Users write it both ways, so the entry points accept both: ``-m`` / ``--multirun`` and the other
+    flags that take no value are moved to the front, and so are ``--cfg job`` / ``--info config``
+    together with their value; everything else keeps its order.
     """
     program, *args = argv
-    flags = [a for a in args if a in HYDRA_FLAGS_WITHOUT_VALUE]
-    return [program, *flags, *(a for a in args if a not in HYDRA_FLAGS_WITHOUT_VALUE)]
+    flags: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in HYDRA_FLAGS_WITHOUT_VALUE:
+            flags.append(arg)
+        elif arg in HYDRA_FLAG_VALUES:
+            flags.append(arg)
+            if i + 1 < len(args) and args[i + 1] in HYDRA_FLAG_VALUES[arg]:
+                flags.append(args[i + 1])
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return [program, *flags, *rest]
 
 
 def _leaf_keys(node: object, prefix: str = "") -> list[str]:

@@ -49,5 +49,23 @@ def test_hydra_flags_may_follow_the_overrides():
 
     argv = ["evaluate.py", "ckpt_path=a.ckpt", "-m", "threshold.T=0,0.1"]
     assert hoist_flags(argv) == ["evaluate.py", "-m", "ckpt_path=a.ckpt", "threshold.T=0,0.1"]
-    with_value = ["train.py", "--cfg", "job", "experiment=distill"]  # a flag with a value stays put
+    with_value = ["train.py", "--cfg", "job", "experiment=distill"]
     assert hoist_flags(with_value) == with_value
+    # A flag with a value moves with it (its value was taken for an override before).
+    after = ["train.py", "experiment=distill", "--cfg", "job", "seed=3", "--info", "config"]
+    assert hoist_flags(after) == [
+        "train.py",
+        "--cfg",
+        "job",
+        "--info",
+        "config",
+        "experiment=distill",
+        "seed=3",
+    ]
+    bare_info = ["train.py", "seed=3", "--info", "-m", "loss.dangerous_weight=1,2"]
+    assert hoist_flags(bare_info) == ["train.py", "--info", "-m", "seed=3", "loss.dangerous_weight=1,2"]
+    train_py = Path(__file__).parents[1] / "train.py"
+    proc = subprocess.run([sys.executable, str(train_py), "experiment=teacher", "--cfg", "job", "seed=5"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "seed: 5" in proc.stdout and "yolox" in proc.stdout

@@ -27,12 +27,9 @@ def compose_config(config_name: str, overrides: Sequence[str], output_dir: str |
 
 HYDRA_FLAGS_WITHOUT_VALUE = ("-m", "--multirun", "--resolve", "--help", "-h", "--hydra-help")
 # Flags followed by a value: --cfg needs one, --info may have one (Hydra's argparse choices).
-HYDRA_FLAG_VALUES = {
-    "--cfg": ("job", "hydra", "all"),
-    "-c": ("job", "hydra", "all"),
-    "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
-    "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
-}
+_CFG_CHOICES = ("job", "hydra", "all")
+_INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+HYDRA_FLAG_VALUES = {"--cfg": _CFG_CHOICES, "-c": _CFG_CHOICES, "--info": _INFO_CHOICES, "-i": _INFO_CHOICES}
 
 
 def hoist_flags(argv: Sequence[str]) -> list[str]:

@@ -109,7 +109,7 @@ def run_one(eval_overrides: tuple[str, ...] | list[str], spec: RunSpec, out: Pat
 
     Returns what ``index.json`` keeps of it: seconds spent and the evaluation folder of each T."""
     run_dir = out / spec.name
-    result: dict[str, Any] = {"evals": {}}
+    result: dict[str, Any] = {"evals": eval_dirs(thresholds)}
     if not (run_dir / "metrics.json").is_file():
         start = time.perf_counter()
         _train(spec, run_dir, out, quiet=quiet)
@@ -120,8 +120,12 @@ def run_one(eval_overrides: tuple[str, ...] | list[str], spec: RunSpec, out: Pat
             start = time.perf_counter()
             evaluate_checkpoint(eval_overrides, run_dir / LAST, eval_dir, T)
             result[f"seconds_{eval_dir.name}"] = time.perf_counter() - start
-        result["evals"][f"{T or 0:g}"] = eval_dir.name
     return result
+
+
+def eval_dirs(thresholds: list[float | None]) -> dict[str, str]:
+    """``index.json``'s ``evals`` of a run: T (0 = no rule) -> its evaluation folder."""
+    return {f"{T or 0:g}": eval_dir_name(T) for T in thresholds}
 
 
 def is_done(spec: RunSpec, out: Path, thresholds: list[float | None]) -> bool:
@@ -191,9 +195,7 @@ def _run_parallel(
                     continue
                 waiting.remove(spec)
                 if is_done(spec, out, thresholds_of[spec.name]):  # from an earlier invocation
-                    record(
-                        spec, {"evals": {f"{T or 0:g}": eval_dir_name(T) for T in thresholds_of[spec.name]}}
-                    )
+                    record(spec, {"evals": eval_dirs(thresholds_of[spec.name])})
                     done += 1
                     continue
                 job = logs / f"{spec.name}.job.json"
@@ -339,10 +341,7 @@ def run_plan(
             for number, spec in enumerate(specs, start=1):
                 log.info("[%d/%d] %s: experiment=%s %s", number, len(specs), spec.name, spec.experiment,
                          " ".join(spec.overrides))  # fmt: skip
-                if spec.teacher is not None and not (out / spec.teacher / LAST).is_file():
-                    raise ConfigError(
-                        f"{spec.name} distils from {spec.teacher}, which has no {LAST} in {out}"
-                    )
+                # A planned teacher ran (or raised) before its students; an unplanned one was checked above.
                 record(spec, run_one(plan.eval, spec, out, thresholds_of[spec.name]))
         else:
             failures = _run_parallel(plan, specs, out, thresholds_of, jobs, record)

@@ -13,16 +13,8 @@
 # With 15 device minutes in all, run `bench/gpu_run.sh` (issue 6, timeout_s 330) first, then this with
 # LIMIT = budget_left_s - 150 and timeout_s = LIMIT + 75 (the runs in flight get up to 60 s to save).
 set -euo pipefail
-if [ -d .whl ] && ! python3 -c "import hydra, pycocotools, faster_coco_eval" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONPATH=${PYTHONPATH:-$PWD}:$PWD WANDB_MODE=disabled HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 COLUMNS=160
-# Fail in seconds, not minutes, when something the job needs is missing.
-python3 -c "
-import torch, hydra, omegaconf, pycocotools, faster_coco_eval, rich, lightning, timm, matplotlib, dfss
-assert torch.cuda.is_available(), 'no CUDA device visible to torch'
-print('preflight ok:', torch.__version__, torch.cuda.get_device_name(0), 'lightning', lightning.__version__)"
+source bench/_device_env.sh  # wheels, paths, preflight
+export WANDB_MODE=disabled COLUMNS=160
 plan=${PLAN:-gpu}; plan=${plan##*/}
 work=/tmp/dfss-results/${plan%.y*ml}
 out=$(realpath -m "${OUT:-results}")

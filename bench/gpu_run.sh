@@ -9,15 +9,7 @@
 # as soon as they are measured, so a run cut short keeps what it timed. COCO evaluation speed is a
 # one-CPU-core figure (`python bench/eval_speed.py`), measured on the project's own machine.
 set -uo pipefail
-if [ -d .whl ] && ! python3 -c "import hydra, pycocotools, faster_coco_eval" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONPATH=${PYTHONPATH:-$PWD}:$PWD PYTHONUNBUFFERED=1
-python3 -c "
-import torch, hydra, omegaconf, pycocotools, lightning, timm, dfss
-assert torch.cuda.is_available(), 'no CUDA device visible to torch'
-print('preflight ok:', torch.__version__, torch.cuda.get_device_name(0))" || exit 1
+source bench/_device_env.sh  # wheels, paths, preflight
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '_')
 out=$(realpath -m "${OUT:-bench/results}/$(date -u +%Y-%m-%d)_${gpu}")
 mkdir -p "$out"

@@ -120,3 +120,27 @@ def test_two_process_ddp_gives_each_rank_its_own_shard(tiny_xray, tmp_path):
     per_rank = [set(row[row >= 0].tolist()) for row in seen]
     assert per_rank[0].isdisjoint(per_rank[1])
     assert per_rank[0] | per_rank[1] == {1, 2, 3, 4, 5, 6}
+
+
+def test_the_mosaic_closes_in_persistent_worker_processes_at_its_epoch(tiny_xray):
+    """The epoch reaches the workers with every index: no mosaic from close_mosaic_epoch on."""
+    from dfss.data.transforms import build_eval_transforms, build_train_transforms
+
+    plain = build_train_transforms(64, hflip=0.0, scale_jitter=None, brightness=0, contrast=0, saturation=0)
+    dm = _dm(tiny_xray, num_workers=1, mosaic_prob=1.0, close_mosaic_epoch=1, train_transforms=plain)
+    dm.setup("fit")
+    letterbox = build_eval_transforms(64)
+    loader = dm.train_dataloader()
+
+    def epoch(n):
+        loader.sampler.set_epoch(n)
+        changed = []
+        for batch in loader:
+            for image, image_id in zip(batch.images, batch.image_ids.tolist(), strict=True):
+                expected = letterbox(*dm.datasets["train"].dataset[image_id - 1])[0]
+                changed.append(not torch.equal(image, expected))
+        return changed
+
+    assert sum(epoch(0)) >= 5  # mosaics, not the plain letterboxed images
+    assert epoch(1) == [False] * 6  # the same worker process, now plain samples
+    assert loader.persistent_workers

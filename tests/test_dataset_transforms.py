@@ -141,6 +141,68 @@ def test_mosaic_and_mixup_keep_boxes_on_their_content(tiny_xray):
     assert image.float().mean() <= base[0][0].float().mean()  # multiplying transmissions only darkens
 
 
+class _OneSquare(torch.utils.data.Dataset):
+    """``n`` white 96 px images, each with one dark ``side`` px square box at a random place."""
+
+    def __init__(self, n=8, side=20):
+        generator = torch.Generator().manual_seed(0)
+        self.side = side
+        self.corners = torch.randint(0, 96 - side, (n, 2), generator=generator).tolist()
+
+    def __len__(self):
+        return len(self.corners)
+
+    def __getitem__(self, index):
+        (x, y), side = self.corners[index], self.side
+        image = torch.full((3, 96, 96), 255, dtype=torch.uint8)
+        image[:, y : y + side, x : x + side] = 40
+        boxes = tv_tensors.BoundingBoxes(
+            [[x, y, x + side, y + side]], format="XYXY", canvas_size=(96, 96), dtype=torch.float32
+        )
+        target = {"boxes": boxes, "labels": torch.tensor([1]), "category_ids": torch.tensor([1])}
+        target |= {"image_id": index, "orig_size": torch.tensor([96, 96])}
+        return tv_tensors.Image(image), target
+
+
+def _zooms(mosaic, draws=300):
+    """Side of every box the mosaic window did not cut, over its own side: the objects' zoom.
+
+    The boxes are small (4 px), so that leaving out the cut ones hardly favours small zooms.
+    """
+    torch.manual_seed(0)
+    zooms = []
+    for i in range(draws):
+        _, target = mosaic[i % len(mosaic)]
+        for x1, y1, x2, y2 in target["boxes"].tolist():
+            if min(x1, y1) > 0.5 and max(x2, y2) < 95.5:  # not cut by the window's edge
+                zooms += [(x2 - x1) / mosaic.dataset.side, (y2 - y1) / mosaic.dataset.side]
+    return torch.tensor(zooms)
+
+
+def test_mosaic_keeps_the_objects_scale_on_average():
+    zooms = _zooms(MosaicMixup(_OneSquare(side=4), 96, mosaic_prob=1.0, mixup_prob=0.0))
+    assert len(zooms) > 300
+    assert 0.9 < zooms.mean() < 1.1  # as tested; resizing the 2S canvas to S halved every object
+    assert zooms.min() > 0.58 and zooms.max() < 1.83 and zooms.std() > 0.2  # spread over (0.6, 1.8)
+    narrow = _zooms(MosaicMixup(_OneSquare(side=4), 96, mosaic_prob=1.0, mixup_prob=0.0, scale=(0.8, 0.9)))
+    assert narrow.min() > 0.78 and narrow.max() < 0.92
+    with pytest.raises(ValueError, match=r"0\.5 <= low"):
+        MosaicMixup(_OneSquare(), 96, scale=(0.25, 1.0))
+
+
+def test_mosaic_and_mixup_close_at_their_epoch():
+    base = _OneSquare()
+    mosaic = MosaicMixup(base, 96, mosaic_prob=1.0, mixup_prob=1.0, close_epoch=3)
+    torch.manual_seed(0)
+    mosaic.set_epoch(2)
+    assert mosaic.active and len(mosaic[0][1]["boxes"]) > 1  # tiles of four images plus a mixup partner
+    mosaic.set_epoch(3)
+    assert not mosaic.active
+    image, target = mosaic[5]
+    assert torch.equal(image, base[5][0]) and torch.equal(target["boxes"], base[5][1]["boxes"])
+    assert MosaicMixup(base, 96, close_epoch=None).active
+
+
 def test_collate_stacks_images_and_keeps_variable_box_counts(tiny_xray):
     ds = _dataset(tiny_xray, transforms=build_eval_transforms(64))
     batch = collate_detection([ds[i] for i in range(4)])

@@ -83,7 +83,9 @@ class XrayDataModule(L.LightningDataModule):
     :func:`build_train_transforms` / :func:`build_eval_transforms` at ``image_size``; mosaic and
     mixup (teacher training) turn on with ``mosaic_prob`` / ``mixup_prob`` > 0: the training split is
     then letterboxed, composed by :class:`~dfss.data.mosaic.MosaicMixup`, and the training
-    transforms (scale jitter, flip, photometric) run on the composed image, as YOLOX does.
+    transforms (scale jitter, flip, photometric) run on the composed image, as YOLOX does. The mosaic
+    zooms by ``r ~ U(mosaic_scale)`` (objects at their own size on average), and from epoch
+    ``close_mosaic_epoch`` on neither mosaic nor mixup is applied (YOLOX's last "no-aug" epochs).
 
     The training order and every random augmentation are functions of ``(seed, epoch, sample)``
     (:mod:`dfss.data.sampling`), whatever the worker count; the module's ``state_dict`` records how
@@ -117,6 +119,8 @@ class XrayDataModule(L.LightningDataModule):
         mosaic_prob: float = 0.0,
         mixup_prob: float = 0.0,
         mixup_mode: str = "multiply",
+        mosaic_scale: Sequence[float] = (0.6, 1.8),
+        close_mosaic_epoch: int | None = None,
         report_dir: str | Path | None = None,
         seed: int | None = None,
         global_batch_size: int | None = None,
@@ -145,6 +149,8 @@ class XrayDataModule(L.LightningDataModule):
         self.mosaic_prob = mosaic_prob
         self.mixup_prob = mixup_prob
         self.mixup_mode = mixup_mode
+        self.mosaic_scale = tuple(mosaic_scale)
+        self.close_mosaic_epoch = close_mosaic_epoch
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.seed = seed
         self.global_batch_size = global_batch_size
@@ -235,6 +241,8 @@ class XrayDataModule(L.LightningDataModule):
                     mosaic_prob=self.mosaic_prob,
                     mixup_prob=self.mixup_prob,
                     mixup_mode=self.mixup_mode,
+                    scale=self.mosaic_scale,
+                    close_epoch=self.close_mosaic_epoch,
                     transforms=self.train_transforms,
                 )
             self.datasets[split] = dataset

@@ -8,12 +8,25 @@ Mixup defaults to the X-ray-aware ``"multiply"`` mode: scans are transmissions, 
 beam attenuate multiplicatively (Beer-Lambert), so ``I = I_a * I_b`` (white = 1) is what overlapping
 luggage really looks like; ``"blend"`` is YOLOX's 0.5/0.5 average.
 
+The mosaic keeps the objects' scale: four tiles fill a ``2S x 2S`` canvas, and an ``S/r``-wide window
+of it around the tiles' common corner, ``r ~ U(scale)``, is resized to ``S x S``, so objects appear at
+``r`` times their size (YOLOX's random affine does the same with ``mosaic_scale``). A window shows
+``1/r^2`` times as much canvas, hence as many more objects, when it zooms out, so the zoom an
+*object* sees averages ``ln(b/a) / (1/a - 1/b)`` over ``U(a, b)``: 1.0 for the default ``(0.6, 1.8)``,
+0.82 for ``(0.5, 1.5)``. Resizing the whole canvas (``r = 0.5``, this module's first version) halved
+every training object for good, and the detector never saw the scale it is tested at.
+
+Like YOLOX's last ``no_aug_epochs``, mosaic and mixup stop from epoch ``close_epoch`` on: the last
+epochs train on plain samples, as the model is evaluated. The epoch reaches the worker processes with
+each index (:class:`~dfss.data.sampling.SeededDataset` calls :meth:`MosaicMixup.set_epoch`), so the
+switch holds with persistent workers and after a resume.
+
 Randomness comes from torch's generator, which DataLoader seeds per worker and per rank.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +40,11 @@ MIXUP_MODES = ("multiply", "blend")
 
 
 class MosaicMixup(torch.utils.data.Dataset):
-    """Mosaic of 4 samples (probability ``mosaic_prob``), then mixup with another (``mixup_prob``)."""
+    """Mosaic of 4 samples (probability ``mosaic_prob``), then mixup with another (``mixup_prob``).
+
+    ``scale``: range of the mosaic's zoom ``r`` (objects at ``r`` times their size), ``0.5 <= low``;
+    ``close_epoch``: from this epoch on (see :meth:`set_epoch`) neither is applied; ``None``: never.
+    """
 
     def __init__(
         self,
@@ -37,11 +54,21 @@ class MosaicMixup(torch.utils.data.Dataset):
         mosaic_prob: float = 1.0,
         mixup_prob: float = 0.5,
         mixup_mode: str = "multiply",
+        scale: Sequence[float] = (0.6, 1.8),
+        close_epoch: int | None = None,
         transforms: Callable[[tv_tensors.Image, dict], Sample] | None = None,
         fill: int = WHITE,
     ) -> None:
         if mixup_mode not in MIXUP_MODES:
             raise ValueError(f"mixup_mode must be one of {MIXUP_MODES}, got {mixup_mode!r}")
+        low, high = (float(v) for v in scale)
+        if not 0.5 <= low <= high:
+            raise ValueError(
+                f"mosaic scale must be (low, high) with 0.5 <= low <= high (the canvas is twice the "
+                f"image size, so no window shows objects smaller than half their size), got {tuple(scale)}"
+            )
+        if close_epoch is not None and close_epoch < 0:
+            raise ValueError(f"close_epoch must be >= 0 or None, got {close_epoch}")
         for name, p in (("mosaic_prob", mosaic_prob), ("mixup_prob", mixup_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
@@ -50,8 +77,20 @@ class MosaicMixup(torch.utils.data.Dataset):
         self.mosaic_prob = mosaic_prob
         self.mixup_prob = mixup_prob
         self.mixup_mode = mixup_mode
+        self.scale = (low, high)
+        self.close_epoch = close_epoch
+        self.epoch = 0
         self.transforms = transforms
         self.fill = fill
+
+    def set_epoch(self, epoch: int) -> None:
+        """The training epoch the next samples belong to (decides :attr:`active`)."""
+        self.epoch = int(epoch)
+
+    @property
+    def active(self) -> bool:
+        """Whether mosaic and mixup apply in the current epoch (before ``close_epoch``)."""
+        return self.close_epoch is None or self.epoch < self.close_epoch
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -66,6 +105,9 @@ class MosaicMixup(torch.utils.data.Dataset):
         return self.dataset[index]
 
     def __getitem__(self, index: int) -> Sample:
+        if not self.active:
+            image, target = self.dataset[index]
+            return self.transforms(image, target) if self.transforms is not None else (image, target)
         image, target = self._sample(index)
         if float(torch.rand(())) < self.mixup_prob:
             image, target = self._mixup((image, target), self._sample(self._random_index()))
@@ -74,7 +116,7 @@ class MosaicMixup(torch.utils.data.Dataset):
         return image, target
 
     def _mosaic(self, indices: list[int]) -> Sample:
-        """Four samples around a random centre of a ``2S x 2S`` canvas, resized back to ``S x S``."""
+        """Four samples around a random centre of a ``2S x 2S`` canvas; an ``S/r`` window of it, as ``S x S``."""
         s = self.size
         canvas = torch.full((3, 2 * s, 2 * s), self.fill, dtype=torch.uint8)
         cx = int(torch.randint(s // 2, 3 * s // 2 + 1, ()))
@@ -95,11 +137,20 @@ class MosaicMixup(torch.utils.data.Dataset):
             labels.append(target["labels"])
             category_ids.append(target["category_ids"])
         assert first_target is not None
+        # The window: side w = S / r on the canvas, placed at random so that it holds the centre.
+        low, high = self.scale
+        zoom = low + (high - low) * float(torch.rand(()))
+        w = min(2 * s, max(1, round(s / zoom)))
+        wx = int(torch.randint(max(0, cx - w), min(cx, 2 * s - w) + 1, ()))
+        wy = int(torch.randint(max(0, cy - w), min(cy, 2 * s - w) + 1, ()))
         mosaic_boxes = tv_tensors.BoundingBoxes(
-            torch.cat(boxes), format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(2 * s, 2 * s)
+            torch.cat(boxes) - torch.tensor([wx, wy, wx, wy]),
+            format=tv_tensors.BoundingBoxFormat.XYXY,
+            canvas_size=(w, w),
         )
         mosaic_boxes = F.clamp_bounding_boxes(mosaic_boxes)
-        image = F.resize(tv_tensors.Image(canvas), [s, s], antialias=True)
+        window = tv_tensors.Image(canvas[:, wy : wy + w, wx : wx + w])
+        image = F.resize(window, [s, s], antialias=True)
         mosaic_boxes = F.resize(mosaic_boxes, [s, s])
         target = {
             "boxes": mosaic_boxes,

@@ -10,7 +10,9 @@ Two pieces make the data stream of a run a pure function of ``(seed, epoch, posi
   i)``: random augmentations (scale jitter, flip, photometric, mosaic, mixup) do not depend on
   which worker loads the sample, how many workers there are, or what was loaded before.
 
-The sampler yields ``(index, sample_seed)`` pairs; :class:`SeededDataset` unpacks them.
+The sampler yields ``(index, sample_seed, epoch)`` keys; :class:`SeededDataset` unpacks them and
+hands the epoch to every wrapped dataset with a ``set_epoch`` method (in the worker process that
+loads the sample, so epoch-dependent augmentation, such as closing the mosaic, needs no shared state).
 :class:`EpochDataLoader` makes sure the sampler knows the epoch before it is asked for indices.
 """
 
@@ -83,7 +85,7 @@ class ResumableSampler(DistributedSampler):
             indices += (indices * math.ceil(padding / max(len(indices), 1)))[:padding]
         return indices[self.rank : self.total_size : self.num_replicas]
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
         indices = self.order()
         if self._resume is not None:
             epoch, done = self._resume
@@ -93,14 +95,15 @@ class ResumableSampler(DistributedSampler):
             elif epoch < self.epoch:
                 self._resume = None  # an epoch-end checkpoint: nothing to skip any more
         for index in indices:
-            yield index, sample_seed(self.seed, self.epoch, index)
+            yield index, sample_seed(self.seed, self.epoch, index), self.epoch
 
 
 class SeededDataset(Dataset):
-    """``dataset[i]`` under a torch RNG seeded per sample (for :class:`ResumableSampler` indices).
+    """``dataset[i]`` under a torch RNG seeded per sample (for :class:`ResumableSampler` keys).
 
-    The process's global RNG state is left as it was (``torch.random.fork_rng``). Plain integer
-    indices are passed through unseeded.
+    Before loading, the key's epoch goes to each dataset of the wrapped chain (``.dataset``
+    attributes) that has ``set_epoch``. The process's global RNG state is left as it was
+    (``torch.random.fork_rng``). Plain integer indices are passed through unseeded.
     """
 
     def __init__(self, dataset: Dataset) -> None:
@@ -109,10 +112,15 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+    def __getitem__(self, key: int | tuple[int, int, int]) -> Any:
         if not isinstance(key, tuple):
             return self.dataset[key]
-        index, seed = key
+        index, seed, epoch = key
+        inner: Any = self.dataset
+        while isinstance(inner, Dataset):
+            if hasattr(inner, "set_epoch"):
+                inner.set_epoch(epoch)
+            inner = getattr(inner, "dataset", None)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.dataset[index]

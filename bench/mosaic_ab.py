@@ -1,0 +1,119 @@
+"""The teacher's mosaic recipe, A/B: the first mosaic (every object halved) against the fixed one.
+
+The first ``MosaicMixup`` resized its whole ``2S x 2S`` canvas to ``S x S``: with ``mosaic_prob=1``
+the teacher never saw an object at the size it is tested at. The fix zooms a window of the canvas
+(objects at 1.0x on average) and, as YOLOX, closes mosaic and mixup for the last epochs. This trains
+the CPU plan's teacher (YOLOX-nano, the 256 px small set, 30 epochs) with the teacher experiment's
+augmentation (mosaic 1.0, mixup 0.5, L1 from epoch 25) in three arms and prints their test metrics:
+
+* ``halved``: ``data.mosaic_scale=[0.5,0.5]`` (exactly the first version's geometry), never closed;
+* ``zoom``: the default window zoom ``(0.6, 1.8)``, never closed;
+* ``zoom+close``: the default zoom, mosaic and mixup off from epoch 25 (the teacher experiment now).
+
+    python bench/mosaic_ab.py [--seeds 1 2] [--jobs 2] [--out results/mosaic_ab]
+
+Each run is its own ``train.py`` process with one torch thread, ``--jobs`` at a time, about 4 minutes
+each on this project's CPU; finished runs are not retrained. Writes ``<out>/summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dfss.results.plan import load_plan  # noqa: E402
+from dfss.results.runner import LAST, ensure_data, evaluate_checkpoint  # noqa: E402
+
+COMMON = ["data.mosaic_prob=1.0", "data.mixup_prob=0.5", "module.l1_from_epoch=25"]
+ARMS = {
+    "halved": ["data.mosaic_scale=[0.5,0.5]", "data.close_mosaic_epoch=null"],
+    "zoom": ["data.close_mosaic_epoch=null"],
+    "zoom+close": ["data.close_mosaic_epoch=25"],
+}
+KEYS = ("map50", "map", "map50_dangerous", "map50_normal", "map_small")
+
+
+def train(run_dir: Path, overrides: list[str]) -> float:
+    """One ``train.py`` process (resumed when cut); returns its wall seconds (0 when already done)."""
+    if (run_dir / "metrics.json").is_file():
+        return 0.0
+    args = [
+        *overrides,
+        "test=false",
+        f"hydra.run.dir={run_dir}",
+        "trainer.enable_progress_bar=false",
+        "callbacks.rich_progress_bar=null",
+    ]
+    if (run_dir / LAST).is_file():
+        args.append(f"ckpt_path={run_dir / LAST}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    start = time.perf_counter()
+    with open(run_dir.with_suffix(".log"), "w") as log:
+        subprocess.run([sys.executable, str(ROOT / "train.py"), *args], env=env, stdout=log,
+                       stderr=subprocess.STDOUT, check=True, cwd=ROOT)  # fmt: skip
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--out", default="results/mosaic_ab")
+    parser.add_argument("--data-dir", default="data/synth_small")
+    args = parser.parse_args(argv)
+    plan = load_plan("cpu", args.data_dir)
+    ensure_data(plan, workers=os.cpu_count() or 1)
+    out = Path(args.out).resolve()
+    base = [f"experiment={plan.stages['teacher'].experiment}", *plan.common, *COMMON,
+            f"trainer.max_epochs={args.epochs}", "data.num_workers=1"]  # fmt: skip
+    runs = [(arm, seed) for seed in args.seeds for arm in ARMS]
+
+    def one(run: tuple[str, int]) -> tuple[str, int, float]:
+        arm, seed = run
+        seconds = train(out / f"{arm}_s{seed}", [*base, *ARMS[arm], f"seed={seed}"])
+        return arm, seed, seconds
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        trained = list(pool.map(one, runs))
+    rows: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for arm, seed, seconds in trained:
+        run_dir = out / f"{arm}_s{seed}"
+        eval_dir = run_dir / "eval"
+        if (eval_dir / "metrics.json").is_file():
+            metrics = json.loads((eval_dir / "metrics.json").read_text())
+        else:
+            metrics = evaluate_checkpoint(plan.eval, run_dir / LAST, eval_dir, None)
+        rows[arm].append({"seed": seed, "seconds_train": round(seconds, 1), **{k: metrics[k] for k in KEYS}})
+    summary = {"arms": {arm: ARMS[arm] for arm in ARMS}, "common": base, "runs": rows}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"# test split of {args.data_dir}, seeds {args.seeds}, mean ± std over seeds")
+    print("| arm | " + " | ".join(KEYS) + " |")
+    print("|---|" + "---|" * len(KEYS))
+    for arm, values in rows.items():
+        cells = []
+        for key in KEYS:
+            column = np.array([v[key] for v in values])
+            cells.append(
+                f"{column.mean():.3f} ± {column.std(ddof=1):.3f}" if len(column) > 1 else f"{column[0]:.3f}"
+            )
+        print(f"| {arm} | " + " | ".join(cells) + " |")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -32,7 +32,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def teacher_ckpt(synth_tiny, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("teacher")
-    run(compose_config("train", _tiny(synth_tiny, ["experiment=demo_teacher", "test=false"]), out))
+    # The teacher's own augmentation path: mosaic + mixup in epoch 0, closed (and L1 on) in epoch 1.
+    teacher_aug = ["data.mosaic_prob=1.0", "data.mixup_prob=0.5", "data.close_mosaic_epoch=1",
+                   "module.l1_from_epoch=1", "trainer.max_epochs=2"]  # fmt: skip
+    run(
+        compose_config(
+            "train", _tiny(synth_tiny, ["experiment=demo_teacher", "test=false", *teacher_aug]), out
+        )
+    )
     return out / "checkpoints" / "last.ckpt"
 
 

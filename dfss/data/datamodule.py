@@ -19,12 +19,7 @@ from dfss.data.classes import ClassTable
 from dfss.data.coco import CocoDetection
 from dfss.data.errors import DataError
 from dfss.data.mosaic import MosaicMixup
-from dfss.data.sampling import (
-    EpochDataLoader,
-    ResumableSampler,
-    SeededDataset,
-    leave_sigterm_to_the_main_process,
-)
+from dfss.data.sampling import EpochDataLoader, ResumableSampler, SeededDataset
 from dfss.data.transforms import build_eval_transforms, build_train_transforms
 from dfss.data.validate import ValidationResult, validate_coco
 from dfss.errors import ConfigError
@@ -304,7 +299,6 @@ class XrayDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_detection,
-            worker_init_fn=leave_sigterm_to_the_main_process,
         )
 
     # ---- resuming ------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -125,18 +124,6 @@ class SeededDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.dataset[index]
-
-
-def leave_sigterm_to_the_main_process(_worker_id: int) -> None:
-    """``worker_init_fn`` of every DFSS DataLoader: its workers ignore SIGTERM.
-
-    Schedulers (SLURM, Kubernetes, systemd) and ``kill -- -PGID`` signal a job's whole process group.
-    A worker killed by it makes the main process fail with "DataLoader worker is killed by signal"
-    before Lightning's SIGTERM handler can save ``last.ckpt``; ignoring it leaves the stop to the
-    main process, which saves and shuts the workers down (as PyTorch's workers already do for
-    Ctrl-C's SIGINT). A worker whose main process is gone exits by itself (PyTorch's watchdog).
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _LazyIterator:

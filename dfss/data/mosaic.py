@@ -105,12 +105,12 @@ class MosaicMixup(torch.utils.data.Dataset):
         return self.dataset[index]
 
     def __getitem__(self, index: int) -> Sample:
-        if not self.active:
+        if self.active:
+            image, target = self._sample(index)
+            if float(torch.rand(())) < self.mixup_prob:
+                image, target = self._mixup((image, target), self._sample(self._random_index()))
+        else:
             image, target = self.dataset[index]
-            return self.transforms(image, target) if self.transforms is not None else (image, target)
-        image, target = self._sample(index)
-        if float(torch.rand(())) < self.mixup_prob:
-            image, target = self._mixup((image, target), self._sample(self._random_index()))
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

@@ -12,7 +12,7 @@ augmentation (mosaic 1.0, mixup 0.5, L1 from epoch 25) in three arms and prints 
 
     python bench/mosaic_ab.py [--seeds 1 2] [--jobs 2] [--out results/mosaic_ab]
 
-Each run is its own ``train.py`` process with one torch thread, ``--jobs`` at a time, about 4 minutes
+Each run is its own process (the results runner's ``run_parallel``, logs in ``<out>/logs/``), one torch thread, ``--jobs`` at a time, about 4 minutes
 each on this project's CPU; finished runs are not retrained. Writes ``<out>/summary.json`` and the table, ``<out>/summary.md``.
 """
 
@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dfss.results.plan import load_plan  # noqa: E402
-from dfss.results.runner import LAST, ensure_data, evaluate_checkpoint  # noqa: E402
+from dfss.results.plan import RunSpec, load_plan  # noqa: E402
+from dfss.results.runner import ensure_data, eval_dir_name, run_parallel  # noqa: E402
 
 COMMON = ["data.mosaic_prob=1.0", "data.mixup_prob=0.5", "module.l1_from_epoch=25"]
 ARMS = {
@@ -42,28 +39,6 @@ ARMS = {
     "zoom+close": ["data.close_mosaic_epoch=25"],
 }
 KEYS = ("map50", "map", "map50_dangerous", "map50_normal", "map_small")
-
-
-def train(run_dir: Path, overrides: list[str]) -> float:
-    """One ``train.py`` process (resumed when cut); returns its wall seconds (0 when already done)."""
-    if (run_dir / "metrics.json").is_file():
-        return 0.0
-    args = [
-        *overrides,
-        "test=false",
-        f"hydra.run.dir={run_dir}",
-        "trainer.enable_progress_bar=false",
-        "callbacks.rich_progress_bar=null",
-    ]
-    if (run_dir / LAST).is_file():
-        args.append(f"ckpt_path={run_dir / LAST}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    start = time.perf_counter()
-    with open(run_dir.with_suffix(".log"), "w") as log:
-        subprocess.run([sys.executable, str(ROOT / "train.py"), *args], env=env, stdout=log,
-                       stderr=subprocess.STDOUT, check=True, cwd=ROOT)  # fmt: skip
-    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,31 +56,30 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out).resolve()
     base = [f"experiment={plan.stages['teacher'].experiment}", *plan.common, *COMMON,
             f"trainer.max_epochs={args.epochs}", "data.num_workers=1"]  # fmt: skip
-    runs = [(arm, seed) for seed in args.seeds for arm in ARMS]
-
-    def one(run: tuple[str, int]) -> tuple[str, int, float]:
-        arm, seed = run
-        seconds = train(out / f"{arm}_s{seed}", [*base, *ARMS[arm], f"seed={seed}"])
-        return arm, seed, seconds
-
-    with ThreadPoolExecutor(args.jobs) as pool:
-        trained = list(pool.map(one, runs))
-    rows: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    # Each arm is a teacher run of the results runner: its own process, resumed when cut, evaluated once.
+    specs = [RunSpec(name=f"{arm}_s{seed}", role="teacher", experiment=plan.stages["teacher"].experiment,
+                     seed=seed, overrides=(*base[1:], *ARMS[arm], f"seed={seed}"))
+             for seed in args.seeds for arm in ARMS]  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    failures = run_parallel(plan, specs, out, {spec.name: [None] for spec in specs}, args.jobs,
+                            lambda spec, result: seconds.update({spec.name: result.get("seconds_train", 0.0)}))  # fmt: skip
+    if failures:
+        raise SystemExit("\n".join(failures))
     earlier = (
         json.loads((out / "summary.json").read_text())["runs"] if (out / "summary.json").is_file() else {}
     )
-    for arm, seed, seconds in trained:
+    rows: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for spec in specs:
+        arm = spec.name.rsplit("_s", 1)[0]
         # A run trained by an earlier call keeps the training time that call measured.
-        seconds = seconds or next(
-            (r["seconds_train"] for r in earlier.get(arm, []) if r["seed"] == seed), 0.0
+        took = seconds[spec.name] or next(
+            (r["seconds_train"] for r in earlier.get(arm, []) if r["seed"] == spec.seed), 0.0
         )
-        run_dir = out / f"{arm}_s{seed}"
-        eval_dir = run_dir / "eval"
-        if (eval_dir / "metrics.json").is_file():
-            metrics = json.loads((eval_dir / "metrics.json").read_text())
-        else:
-            metrics = evaluate_checkpoint(plan.eval, run_dir / LAST, eval_dir, None)
-        rows[arm].append({"seed": seed, "seconds_train": round(seconds, 1), **{k: metrics[k] for k in KEYS}})
+        metrics = json.loads((out / spec.name / eval_dir_name() / "metrics.json").read_text())
+        rows[arm].append(
+            {"seed": spec.seed, "seconds_train": round(took, 1), **{k: metrics[k] for k in KEYS}}
+        )
     summary = {"arms": {arm: ARMS[arm] for arm in ARMS}, "common": base, "runs": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     lines = [f"# test split of {args.data_dir}, seeds {args.seeds}, mean ± std over seeds",

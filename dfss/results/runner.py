@@ -153,7 +153,7 @@ def _child_env(jobs: int) -> dict[str, str]:
     return env
 
 
-def _run_parallel(
+def run_parallel(
     plan: Plan,
     specs: list[RunSpec],
     out: Path,
@@ -344,7 +344,7 @@ def run_plan(
                 # A planned teacher ran (or raised) before its students; an unplanned one was checked above.
                 record(spec, run_one(plan.eval, spec, out, thresholds_of[spec.name]))
         else:
-            failures = _run_parallel(plan, specs, out, thresholds_of, jobs, record)
+            failures = run_parallel(plan, specs, out, thresholds_of, jobs, record)
             if failures:
                 raise RunFailed(
                     f"{len(failures)} of {len(specs)} runs did not finish (the others are kept; run the "
@@ -366,7 +366,7 @@ def run_plan(
 
 
 def _main(job_file: str) -> None:
-    """One run of a parallel plan, in its own process (see :func:`_run_parallel`)."""
+    """One run of a parallel plan, in its own process (see :func:`run_parallel`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     job = json.loads(Path(job_file).read_text())
     fields = job["spec"]

@@ -32,7 +32,7 @@ from rich.table import Table
 from dfss.config import run_hydra_app
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError, UserError, exit_on_user_error
-from dfss.lit.callbacks import ResumeCheckpoint
+from dfss.lit.callbacks import ResumeCheckpoint, is_data_worker_death
 from dfss.lit.checkpoints import load_teacher
 
 log = logging.getLogger(__name__)
@@ -157,17 +157,17 @@ class DataWorkerDiedError(UserError, RuntimeError):
 
 
 @contextlib.contextmanager
-def explain_worker_death() -> Iterator[None]:
+def explain_worker_death(trainer: L.Trainer) -> Iterator[None]:
     """PyTorch's "DataLoader worker (pid X) is killed by signal" / "exited unexpectedly", with the
-    likely cause and the fix."""
+    likely cause and the fix; or, when the run was stopped by a signal that killed its workers too
+    (sent to the whole process group), the stop it is (``last.ckpt`` was saved)."""
     try:
         yield
     except RuntimeError as error:
-        message = str(error)
-        if "DataLoader worker" not in message or not (
-            "exited unexpectedly" in message or "killed" in message
-        ):
+        if not is_data_worker_death(error):
             raise
+        if trainer.received_sigterm:
+            raise SIGTERMException() from error
         raise DataWorkerDiedError(
             f"{str(error).rstrip('. ')}. It was killed from outside, most often by the system running out "
             "of memory (see `dmesg`); lower data.num_workers or data.batch_size, then resume with "
@@ -195,7 +195,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         resume = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
-        with explain_worker_death():
+        with explain_worker_death(trainer):
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     checkpoint = next(
@@ -212,7 +212,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tested = (
             best if cfg.get("train", True) else resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
         )
-        with explain_worker_death():
+        with explain_worker_death(trainer):
             trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics = {k: v for k, v in metrics.items() if not math.isnan(v)}

@@ -3,6 +3,7 @@ its last checkpoint with ``ckpt_path=last``, and must end bit-identical to a run
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -56,13 +57,17 @@ def _step_of(checkpoint: Path) -> int:
 
 
 def _start_and_stop(data: Path, run_dir: Path, sig: int, at_step: int) -> tuple[int, int]:
-    """Start training, send ``sig`` once last.ckpt reached ``at_step``; (exit status, step at signal)."""
+    """Start training, send ``sig`` once last.ckpt reached ``at_step``; (exit status, step at signal).
+
+    The signal goes to the whole process group, the data workers included, as SLURM, Kubernetes,
+    systemd and ``kill -- -PGID`` send it (the main process gets it either way)."""
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_PY), *_overrides(data, run_dir)],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        start_new_session=True,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
@@ -71,11 +76,11 @@ def _start_and_stop(data: Path, run_dir: Path, sig: int, at_step: int) -> tuple[
             assert process.poll() is None, "training ended before it could be interrupted"
             assert time.monotonic() < deadline, "training made no progress"
             time.sleep(0.05)
-        process.send_signal(sig)
+        os.killpg(process.pid, sig)
         process.wait(timeout=120)
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         process.stdout.close()
     return process.returncode, step
@@ -126,6 +131,7 @@ def test_sigkill_mid_epoch_then_resume_ends_identical_to_an_uninterrupted_run(
 def test_preemption_signal_saves_a_checkpoint_and_the_resumed_run_is_identical(
     sig, synth_tiny, tmp_path, uninterrupted
 ):
+    # The data workers die of it too: that is the stop, not a "DataLoader worker is killed" failure.
     returncode, step = _start_and_stop(synth_tiny, tmp_path, sig, at_step=STEPS_PER_EPOCH + 2)
     assert returncode == 143  # "terminated": schedulers see the job did not finish
     saved = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")

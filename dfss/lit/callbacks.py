@@ -19,6 +19,39 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 log = logging.getLogger(__name__)
 
 
+def is_data_worker_death(error: BaseException) -> bool:
+    """PyTorch's "DataLoader worker (pid X) is killed by signal" / "exited unexpectedly" error."""
+    message = str(error)
+    return (
+        isinstance(error, RuntimeError)
+        and "DataLoader worker" in message
+        and ("exited unexpectedly" in message or "killed" in message)
+    )
+
+
+def mute_data_worker_deaths() -> None:
+    """Called when a stop signal arrives: the run is stopping, so a data worker's death is no error.
+
+    Schedulers (SLURM, Kubernetes, systemd) and ``kill -- -PGID`` signal a job's whole process
+    group, and the data workers die of it. PyTorch's ``SIGCHLD`` handler would then raise "DataLoader
+    worker is killed" anywhere in the main process, in the middle of the step (even of the optimizer
+    update), before the loop reaches its stop and saves. With it off, the step finishes and the loop
+    stops after it. It stays off: the process is about to exit. (Making the workers ignore
+    ``SIGTERM`` instead hangs the exit: ``multiprocessing`` joins its daemon processes after
+    terminating them with ``SIGTERM``.)
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def _muting_worker_deaths(handler: Any) -> Any:
+    def muting(signum: int, frame: Any) -> None:
+        mute_data_worker_deaths()
+        handler(signum, frame)
+
+    return muting
+
+
 class ResumeCheckpoint(ModelCheckpoint):
     """Writes ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps and when the job is stopped.
 
@@ -28,7 +61,9 @@ class ResumeCheckpoint(ModelCheckpoint):
     * ``SIGTERM`` (what cluster schedulers send before killing a job) and ``SIGUSR1`` (SLURM's
       ``--signal=USR1@90``; submitit) finish the current step, write ``last.ckpt`` and stop the run;
       the command then exits with status 143. Under SLURM with Lightning's auto-requeue on,
-      Lightning's own ``SIGUSR1`` handler (checkpoint + requeue) is left in place.
+      Lightning's own ``SIGUSR1`` handler (checkpoint + requeue) is left in place. Sent to the
+      whole process group, as schedulers do, the signal also kills the data workers; that is part
+      of the stop, not an error (:func:`mute_data_worker_deaths`).
 
     The file is written atomically by the trainer's checkpoint I/O (see
     :mod:`dfss.lit.checkpoint_io`), so a kill during the save leaves the previous ``last.ckpt``.
@@ -61,12 +96,19 @@ class ResumeCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for signum in self.signals:
-            if signal.getsignal(signum) in (signal.SIG_DFL, None):  # not claimed (e.g. by SLURM requeue)
-                self._previous_handlers[signum] = signal.signal(signum, self._stop_handler(trainer))
+        for signum in dict.fromkeys((signal.SIGTERM, *self.signals)):
+            previous = signal.getsignal(signum)
+            if previous in (signal.SIG_DFL, None):  # not claimed (SIGUSR1, unless SLURM requeue has it)
+                handler = self._stop_handler(trainer)
+            elif callable(previous):  # Lightning's (SIGTERM; SIGUSR1 with SLURM requeue): kept, wrapped
+                handler = _muting_worker_deaths(previous)
+            else:
+                continue
+            self._previous_handlers[signum] = signal.signal(signum, handler)
 
     def _stop_handler(self, trainer: L.Trainer) -> Any:
         def handler(signum: int, frame: Any) -> None:
+            mute_data_worker_deaths()
             log.info("received %s: finishing this step, then saving last.ckpt", signal.Signals(signum).name)
             self.stopped_by = signum
             # Lightning's SIGTERM path: the loop raises SIGTERMException after this batch, on every rank.
@@ -86,7 +128,12 @@ class ResumeCheckpoint(ModelCheckpoint):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self._restore_handlers()
-        if not isinstance(exception, SIGTERMException) or trainer.sanity_checking:
+        # A signal to the whole process group also kills the data workers, and the loader may notice
+        # a dead one at a fetch before the loop's own stop: the same stop, between two steps.
+        stopped = isinstance(exception, SIGTERMException) or (
+            trainer.received_sigterm and is_data_worker_death(exception)
+        )
+        if not stopped or trainer.sanity_checking:
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         if trainer.is_global_zero:

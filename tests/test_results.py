@@ -21,6 +21,7 @@ from dfss.report.collect import Results, Run, load_results
 from dfss.report.targets import best_alpha, best_T, verdicts
 from dfss.results.plan import expand, load_plan, plan_from_mapping
 from dfss.results.runner import run_plan
+from dfss.synth.config import load_preset
 
 KD_OPTIONS = (
     "kd_loc_only",
@@ -335,6 +336,9 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     gain = next(t for t in targets if t["target"].startswith("distillation gain"))
     assert gain["met"] == (distill - statistics.fmean(values) >= 0.065)
     assert all(f"| {t['target']} |" in text for t in targets)
+    # A demo-scale plan is not the benchmark: the report says which version of the benchmark preset is current.
+    version = load_preset("results").version
+    assert f"the benchmark preset 'results' is version `{version}`" in text
     # One W&B offline run with the plots.
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))

@@ -163,7 +163,14 @@ def calibration(results: Results) -> Verdict:
     low, high = paper.CALIBRATION_RANGE
     target = f"teacher test mAP50 in [{low:.2f}, {high:.2f}]"
     if results.plan["synth_preset"] not in paper.CALIBRATED_PRESETS:
-        measured = f"{teacher.fmt()} on the {results.plan['synth_preset']!r} set, which is not calibrated"
+        from dfss.synth.config import load_preset
+
+        benchmark = paper.CALIBRATED_PRESETS[0]
+        measured = (
+            f"{teacher.fmt()} on the {results.plan['synth_preset']!r} set, which is not calibrated "
+            f"(the benchmark preset {benchmark!r} is version `{load_preset(benchmark).version}`; "
+            "its calibration runs: `results/calibration/`)"
+        )
         return Verdict(target, measured, None)
     return Verdict(
         target, teacher.fmt() if teacher.n else "-", (low <= teacher.mean <= high) if teacher.n else None

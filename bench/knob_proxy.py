@@ -1,0 +1,111 @@
+"""Which scene knob makes the ``results`` preset harder, and by how much: a cheap proxy before a
+calibration try.
+
+A calibration try trains the GPU plan's teacher for 30 epochs (some 3 hours on this project's CPU).
+Before spending that on a knob change, this script asks a cheaper question: how much does the
+*already trained* teacher of an earlier try lose when only its **test** scenes change? For each
+variant it renders a test split with the preset's knobs changed (``--num-test`` scans; train and
+val are 1 scan each, unused), evaluates the checkpoint on it as ``dfss-results`` does, and prints
+mAP50 next to the unchanged preset rendered the same way. A teacher trained on the harder scenes
+adapts to them, so its drop will be smaller than the proxy's: the proxy ranks the knobs and bounds
+the effect, it does not predict the try's figure.
+
+    python bench/knob_proxy.py --ckpt results/calibration/teacher_try2/checkpoints/last.ckpt
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from dfss.results.plan import load_plan
+from dfss.results.runner import evaluate_checkpoint
+from dfss.synth.config import load_preset
+from dfss.synth.writer import generate
+
+# name -> knobs changed from the preset (scene knobs only: the calibration rule)
+VARIANTS: dict[str, dict] = {
+    "preset": {},
+    "clutter_0.9": {"clutter": 0.9},
+    "objects_3_9": {"objects_per_image": (3, 9)},
+    "photons_3000": {"photons_per_pixel": 3000.0},
+    "scale_0.7_1.0": {"scale_range": (0.7, 1.0)},
+    # stronger settings, after the first five moved mAP50 by at most a few points
+    "overlap_0.6": {"max_overlap_iou": 0.6},
+    "photons_1000": {"photons_per_pixel": 1000.0},
+    "scale_0.55_0.85": {"scale_range": (0.55, 0.85)},
+    "objects_4_12": {"objects_per_image": (4, 12)},
+    "combo": {
+        "clutter": 0.9,
+        "objects_per_image": (4, 12),
+        "max_overlap_iou": 0.6,
+        "scale_range": (0.7, 1.0),
+    },
+    # the strongest of each, noise and size included (what retraining cannot learn away)
+    "combo_hard": {
+        "clutter": 0.9,
+        "objects_per_image": (4, 12),
+        "max_overlap_iou": 0.6,
+        "scale_range": (0.55, 0.85),
+        "photons_per_pixel": 1000.0,
+    },
+}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ckpt", required=True, help="a teacher trained on the preset")
+    parser.add_argument("--preset", default="results")
+    parser.add_argument("--num-test", type=int, default=250)
+    parser.add_argument("--data-dir", default="data/knob_proxy")
+    parser.add_argument("--out", default="results/calibration/knob_proxy")
+    parser.add_argument("--only", nargs="*", help="variant names (default: all)")
+    args = parser.parse_args(argv)
+    base = load_preset(args.preset)
+    plan = load_plan("gpu", args.data_dir)
+    rows = []
+    for name, knobs in VARIANTS.items():
+        if args.only and name not in args.only:
+            continue
+        config = dataclasses.replace(base, num_train=1, num_val=1, num_test=args.num_test, **knobs)
+        root = Path(args.data_dir) / name
+        if not (root / "annotations" / "test.json").is_file():
+            generate(config, root, workers=os.cpu_count() or 1)
+        eval_overrides = [o for o in plan.eval if not o.startswith("data.root=")] + [f"data.root={root}"]
+        metrics = evaluate_checkpoint(eval_overrides, Path(args.ckpt), Path(args.out) / name, None)
+        row = {"variant": name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()},
+               "map50": metrics["map50"], "map50_dangerous": metrics["map50_dangerous"],
+               "map50_normal": metrics["map50_normal"], "map_small": metrics["map_small"]}  # fmt: skip
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    reference = next((r["map50"] for r in rows if r["variant"] == "preset"), None)
+    print(
+        "\n| variant | knobs | test mAP50 | Δ vs preset | dangerous | normal | mAP small |\n|---|---|---|---|---|---|---|"
+    )
+    for r in rows:
+        delta = "" if reference is None else f"{100 * (r['map50'] - reference):+.1f} pts"
+        print(f"| {r['variant']} | {r['knobs'] or '-'} | {r['map50']:.3f} | {delta} | "
+              f"{r['map50_dangerous']:.3f} | {r['map50_normal']:.3f} | {r['map_small']:.3f} |")  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = out / "summary.json"  # rows of earlier invocations (--only) are kept, a variant's newest wins
+    kept = json.loads(summary.read_text())["rows"] if summary.is_file() else []
+    merged = {r["variant"]: r for r in [*kept, *rows]}
+    summary.write_text(
+        json.dumps(
+            {"ckpt": str(args.ckpt), "num_test": args.num_test, "rows": list(merged.values())}, indent=2
+        )
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

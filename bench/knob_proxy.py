@@ -25,9 +25,8 @@ import json
 from pathlib import Path
 
 from dfss.results.plan import load_plan
-from dfss.results.runner import evaluate_checkpoint
+from dfss.results.runner import ensure_synth_set, evaluate_checkpoint
 from dfss.synth.config import load_preset
-from dfss.synth.writer import generate
 
 # name -> knobs changed from the preset (scene knobs only: the calibration rule)
 VARIANTS: dict[str, dict] = {
@@ -70,17 +69,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
     args = parser.parse_args(argv)
     base = load_preset(args.preset)
-    plan = load_plan("gpu", args.data_dir)
     rows = []
     for name, knobs in VARIANTS.items():
         if args.only and name not in args.only:
             continue
         config = dataclasses.replace(base, num_train=1, num_val=1, num_test=args.num_test, **knobs)
-        root = Path(args.data_dir) / name
-        if not (root / "annotations" / "test.json").is_file():
-            generate(config, root, workers=os.cpu_count() or 1)
-        eval_overrides = [o for o in plan.eval if not o.startswith("data.root=")] + [f"data.root={root}"]
-        metrics = evaluate_checkpoint(eval_overrides, Path(args.ckpt), Path(args.out) / name, None)
+        root = ensure_synth_set(config, Path(args.data_dir) / name, f"variant {name!r}", os.cpu_count() or 1)
+        plan = load_plan("gpu", str(root))  # its eval overrides, on this variant's set
+        metrics = evaluate_checkpoint(plan.eval, Path(args.ckpt), Path(args.out) / name, None)
         row = {"variant": name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()},
                "map50": metrics["map50"], "map50_dangerous": metrics["map50_dangerous"],
                "map50_normal": metrics["map50_normal"], "map_small": metrics["map_small"]}  # fmt: skip

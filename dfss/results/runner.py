@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -46,6 +46,9 @@ from dfss.config import compose_config
 from dfss.errors import ConfigError, UserError, exit_on_user_error
 from dfss.eval.predict import describe_device
 from dfss.results.plan import Plan, RunSpec, expand
+
+if TYPE_CHECKING:
+    from dfss.synth.config import SynthConfig
 
 log = logging.getLogger(__name__)
 LAST = Path("checkpoints") / "last.ckpt"
@@ -58,20 +61,27 @@ def eval_dir_name(T: float | None = None) -> str:
 def ensure_data(plan: Plan, workers: int = 2) -> Path:
     """The plan's synthetic set, generated with its preset when it is not there yet."""
     from dfss.synth.config import load_preset
+
+    return ensure_synth_set(
+        load_preset(plan.synth_preset), Path(plan.data_dir), f"the preset {plan.synth_preset!r}", workers
+    )
+
+
+def ensure_synth_set(config: SynthConfig, root: Path, name: str, workers: int = 2) -> Path:
+    """The synthetic set ``config`` describes in ``root``: generated when it is not there yet, a
+    :class:`ConfigError` when ``root`` holds one made with other settings (``name`` says which)."""
     from dfss.synth.writer import generate
 
-    root = Path(plan.data_dir)
     if (root / "annotations" / "test.json").is_file():
         saved = yaml.safe_load((root / "synth.yaml").read_text()) if (root / "synth.yaml").is_file() else None
-        wanted = load_preset(plan.synth_preset).to_yaml_dict()
-        if saved is not None and saved != wanted:
+        if saved is not None and saved != config.to_yaml_dict():
             raise ConfigError(
-                f"{root} holds a synthetic set made with other settings than the preset "
-                f"{plan.synth_preset!r} (compare {root / 'synth.yaml'}); remove it or pass another --data-dir"
+                f"{root} holds a synthetic set made with other settings than {name} "
+                f"(compare {root / 'synth.yaml'}); remove it or pass another --data-dir"
             )
         return root
-    log.info("generating the %s synthetic set in %s", plan.synth_preset, root)
-    generate(load_preset(plan.synth_preset), root, workers=workers)
+    log.info("generating the synthetic set of %s in %s", name, root)
+    generate(config, root, workers=workers)
     return root
 
 

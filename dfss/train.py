@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,36 @@ def explain_worker_death(trainer: L.Trainer) -> Iterator[None]:
         ) from error
 
 
+# Submodules kept in eval mode on purpose: a distillation's frozen teacher, the EMA copy of the model.
+FROZEN_BY_DESIGN = ("teacher", "ema")
+
+
+@contextlib.contextmanager
+def expected_lightning_warnings_off(module: L.LightningModule, datamodule: Any) -> Iterator[None]:
+    """Silence Lightning's two warnings about what DFSS does on purpose, and only then:
+
+    - "resuming from a checkpoint that ended before the epoch ended and your dataloader is not
+      resumable": :class:`XrayDataModule` saves its place in the epoch in every checkpoint and
+      continues with exactly the batches not trained on yet (``tests/test_resume.py``);
+    - "Found N module(s) in eval mode at the start of training", when every such module belongs to
+      the frozen teacher or the EMA copy (any other module in eval mode is still warned about).
+    """
+    with warnings.catch_warnings():
+        if isinstance(datamodule, XrayDataModule):
+            warnings.filterwarnings(
+                "ignore", message="You're resuming from a checkpoint that ended before the epoch"
+            )
+        in_eval = [name for name, m in module.named_modules() if not m.training]
+        if in_eval and all(name.split(".")[0] in FROZEN_BY_DESIGN for name in in_eval):
+            warnings.filterwarnings(
+                "ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training"
+            )
+            log.info(
+                "%d modules of the frozen teacher / EMA copy stay in eval mode (by design)", len(in_eval)
+            )
+        yield
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as ``cfg`` says; returns the final metrics."""
     check_output_folders(cfg)
@@ -195,7 +226,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         resume = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
-        with explain_worker_death(trainer):
+        with explain_worker_death(trainer), expected_lightning_warnings_off(module, datamodule):
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     checkpoint = next(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
@@ -15,7 +17,7 @@ from hydra.utils import instantiate
 from dfss.data.datamodule import XrayDataModule
 from dfss.lit import DistillModule, StudentModule, TeacherModule
 from dfss.lit.checkpoints import read_checkpoint
-from dfss.train import build_module, run
+from dfss.train import build_module, expected_lightning_warnings_off, run
 from tests.conftest import compose_config, tiny_train_overrides
 
 ROOT = Path(__file__).parents[1]
@@ -345,3 +347,36 @@ def test_iteration_timer_tells_data_waiting_from_step_time(delay, synth_tiny, tm
         )
     else:
         assert data_ms < 2 * 1e3 * 0.25 * 0.5
+
+
+class _ToyModule(L.LightningModule):
+    """A linear model beside a submodule in eval mode, named ``frozen_name``."""
+
+    def __init__(self, frozen_name: str) -> None:
+        super().__init__()
+        self.model = torch.nn.Linear(2, 1)
+        setattr(self, frozen_name, torch.nn.Linear(2, 1).eval())
+
+    def training_step(self, batch, batch_idx):
+        return self.model(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.model.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("frozen_name, silenced", [("teacher", True), ("ema", True), ("head", False)])
+def test_lightning_eval_mode_warning_is_silenced_only_for_the_teacher_and_ema(
+    frozen_name, silenced, tmp_path
+):
+    module = _ToyModule(frozen_name)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2)
+    trainer = L.Trainer(
+        max_steps=1, default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with expected_lightning_warnings_off(module, datamodule=None):
+            trainer.fit(module, train_dataloaders=data)
+    warned = any("in eval mode at the start of training" in str(w.message) for w in caught)
+    assert warned is not silenced

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
@@ -296,7 +297,7 @@ class XrayDataModule(L.LightningDataModule):
             sampler=sampler,
             drop_last=train and len(sampler or dataset) > batch_size,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and torch.accelerator.is_available(),  # nothing to pin for on a CPU
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_detection,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import statistics
 from importlib import resources
 from pathlib import Path
@@ -234,6 +235,21 @@ def test_parallel_runs_equal_the_serial_ones(tiny_results, tmp_path, monkeypatch
     again = run_plan(load_plan(str(root / "plan.yaml")), out, only=lambda s: s.name in names, jobs=2)
     assert again["runs"]["distill_s1"]["seconds_train"] == index["runs"]["distill_s1"]["seconds_train"]
     assert not list((out / "logs").glob("*.result.json")) and not list((out / "logs").glob("*.job.json"))
+
+
+def test_a_run_folder_deleted_to_redo_it_gets_its_new_times_not_the_old_ones_added(tiny_results, tmp_path):
+    root, serial, _ = tiny_results
+    out = tmp_path / "out"
+    shutil.copytree(serial, out)
+    index = json.loads((out / "index.json").read_text())
+    for key in ("seconds_train", "seconds_eval"):  # the deleted run's old times, made unmistakable
+        index["runs"]["student_s1"][key] = 1e6
+    (out / "index.json").write_text(json.dumps(index))
+    shutil.rmtree(out / "student_s1")
+    again = run_plan(load_plan(str(root / "plan.yaml")), out, only=lambda s: s.name == "student_s1")
+    entry = again["runs"]["student_s1"]
+    assert 0 < entry["seconds_train"] < 1e5 and 0 < entry["seconds_eval"] < 1e5
+    assert (out / "student_s1" / "eval" / "metrics.json").is_file()
 
 
 def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_run(tiny_results, tmp_path):

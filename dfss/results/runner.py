@@ -117,10 +117,12 @@ def run_one(eval_overrides: tuple[str, ...] | list[str], spec: RunSpec, out: Pat
             thresholds: list[float | None], quiet: bool = False) -> dict[str, Any]:  # fmt: skip
     """Train ``spec`` (unless done; resuming a cut run) and evaluate it at each T (None: no rule).
 
-    Returns what ``index.json`` keeps of it: seconds spent and the evaluation folder of each T."""
+    Returns what ``index.json`` keeps of it: seconds spent, the evaluation folder of each T, and
+    ``from_scratch`` when it trained with no ``last.ckpt`` to resume (its folder new or deleted)."""
     run_dir = out / spec.name
     result: dict[str, Any] = {"evals": eval_dirs(thresholds)}
     if not (run_dir / "metrics.json").is_file():
+        result["from_scratch"] = not (run_dir / LAST).is_file()
         start = time.perf_counter()
         _train(spec, run_dir, out, quiet=quiet)
         result["seconds_train"] = time.perf_counter() - start
@@ -340,6 +342,9 @@ def run_plan(
 
     def record(spec: RunSpec, result: dict[str, Any]) -> None:
         entry = runs[spec.name]
+        if result.pop("from_scratch", False):  # a run folder deleted to redo it: its old times go too
+            for key in [k for k in entry if k.startswith("seconds_")]:
+                del entry[key]
         entry["seconds_train"] = entry.get("seconds_train", 0.0) + result.pop("seconds_train", 0.0)
         entry.setdefault("evals", {}).update(result.pop("evals"))
         entry.update(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -380,3 +381,22 @@ def test_lightning_eval_mode_warning_is_silenced_only_for_the_teacher_and_ema(
             trainer.fit(module, train_dataloaders=data)
     warned = any("in eval mode at the start of training" in str(w.message) for w in caught)
     assert warned is not silenced
+
+
+def test_wandb_logger_does_not_print_wandbs_anonymous_setting_warning(tmp_path):
+    # In a fresh process: wandb keeps its settings (WANDB_SILENT included) process-wide once set up.
+    script = (
+        "import sys, wandb\n"
+        "from dfss.lit.loggers import WandbLogger\n"
+        "logger = WandbLogger(project='dfss-test', save_dir=sys.argv[1])\n"
+        "logger.experiment.log({'x': 1.0})\n"
+        "wandb.finish()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SILENT"} | {"WANDB_MODE": "offline"}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))  # wandb.init ran, offline
+    assert "wandb:" in output  # wandb did speak: the warning would have been seen
+    assert "anonymous" not in output

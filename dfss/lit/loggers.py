@@ -6,6 +6,7 @@ import csv
 import os
 
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 
@@ -30,3 +31,14 @@ class CSVLogger(LightningCSVLogger):
             if missing:
                 writer.metrics_keys = sorted({*writer.metrics_keys, *missing})
         super().save()
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's W&B logger, without passing ``anonymous=None`` on to ``wandb.init``: recent wandb
+    versions warn "The anonymous setting has no effect" whenever the argument is given, even as
+    None, so every run printed that warning. ``anonymous=True`` is still passed as Lightning does."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous", ...) is None:
+            del self._wandb_init["anonymous"]

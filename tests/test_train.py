@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from dfss.data.datamodule import XrayDataModule
 from dfss.lit import DistillModule, StudentModule, TeacherModule
 from dfss.lit.checkpoints import read_checkpoint
 from dfss.train import build_module, expected_lightning_warnings_off, run
-from tests.conftest import compose_config, tiny_train_overrides
+from tests.conftest import cli_env, compose_config, tiny_train_overrides
 
 ROOT = Path(__file__).parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "dfss" / "conf" / "experiment").glob("*.yaml"))
@@ -392,7 +391,7 @@ def test_wandb_logger_does_not_print_wandbs_anonymous_setting_warning(tmp_path):
         "logger.experiment.log({'x': 1.0})\n"
         "wandb.finish()\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SILENT"} | {"WANDB_MODE": "offline"}
+    env = cli_env(WANDB_MODE="offline", WANDB_SILENT=None)
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     output = done.stdout + done.stderr

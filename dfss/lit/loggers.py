@@ -40,5 +40,5 @@ class WandbLogger(LightningWandbLogger):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self._wandb_init.get("anonymous", ...) is None:
-            del self._wandb_init["anonymous"]
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)

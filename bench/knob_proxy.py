@@ -10,7 +10,13 @@ mAP50 next to the unchanged preset rendered the same way. A teacher trained on t
 adapts to them, so its drop will be smaller than the proxy's: the proxy ranks the knobs and bounds
 the effect, it does not predict the try's figure.
 
-    python bench/knob_proxy.py --ckpt results/calibration/teacher_try2/checkpoints/last.ckpt
+Each round of variants is kept (``--round``), with the preset version its knobs are relative to:
+the script refuses a round whose base is not the current preset, so an old table stays what it was.
+
+    # before try 4: try 3's teacher, variants of results-1.1 (the default round)
+    python bench/knob_proxy.py --ckpt results/calibration/teacher_try3/checkpoints/last.ckpt
+    # before try 3 (results-1.0, since changed: run it at a commit where the preset was 1.0)
+    python bench/knob_proxy.py --round try3 --ckpt results/calibration/teacher_try2/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -28,32 +34,64 @@ from dfss.results.plan import load_plan
 from dfss.results.runner import ensure_synth_set, evaluate_checkpoint
 from dfss.synth.config import load_preset
 
-# name -> knobs changed from the preset (scene knobs only: the calibration rule)
-VARIANTS: dict[str, dict] = {
-    "preset": {},
-    "clutter_0.9": {"clutter": 0.9},
-    "objects_3_9": {"objects_per_image": (3, 9)},
-    "photons_3000": {"photons_per_pixel": 3000.0},
-    "scale_0.7_1.0": {"scale_range": (0.7, 1.0)},
-    # stronger settings, after the first five moved mAP50 by at most a few points
-    "overlap_0.6": {"max_overlap_iou": 0.6},
-    "photons_1000": {"photons_per_pixel": 1000.0},
-    "scale_0.55_0.85": {"scale_range": (0.55, 0.85)},
-    "objects_4_12": {"objects_per_image": (4, 12)},
-    "combo": {
-        "clutter": 0.9,
-        "objects_per_image": (4, 12),
-        "max_overlap_iou": 0.6,
-        "scale_range": (0.7, 1.0),
-    },
-    # the strongest of each, noise and size included (what retraining cannot learn away)
-    "combo_hard": {
-        "clutter": 0.9,
-        "objects_per_image": (4, 12),
-        "max_overlap_iou": 0.6,
-        "scale_range": (0.55, 0.85),
-        "photons_per_pixel": 1000.0,
-    },
+# round -> (preset version its knobs are relative to, name -> knobs changed; scene knobs only: the
+# calibration rule)
+ROUNDS: dict[str, tuple[str, dict[str, dict]]] = {
+    "try3": (
+        "results-1.0-uncalibrated",
+        {
+            "preset": {},
+            "clutter_0.9": {"clutter": 0.9},
+            "objects_3_9": {"objects_per_image": (3, 9)},
+            "photons_3000": {"photons_per_pixel": 3000.0},
+            "scale_0.7_1.0": {"scale_range": (0.7, 1.0)},
+            # stronger settings, after the first five moved mAP50 by at most a few points
+            "overlap_0.6": {"max_overlap_iou": 0.6},
+            "photons_1000": {"photons_per_pixel": 1000.0},
+            "scale_0.55_0.85": {"scale_range": (0.55, 0.85)},
+            "objects_4_12": {"objects_per_image": (4, 12)},
+            "combo": {
+                "clutter": 0.9,
+                "objects_per_image": (4, 12),
+                "max_overlap_iou": 0.6,
+                "scale_range": (0.7, 1.0),
+            },
+            # the strongest of each, noise and size included (what retraining cannot learn away)
+            "combo_hard": {
+                "clutter": 0.9,
+                "objects_per_image": (4, 12),
+                "max_overlap_iou": 0.6,
+                "scale_range": (0.55, 0.85),
+                "photons_per_pixel": 1000.0,
+            },
+        },
+    ),
+    # Try 3's teacher won back most of the 11 points its proxy lost. More objects per scan also
+    # means more training boxes, which a proxy cannot see, so this round leaves objects_per_image
+    # alone and tries the knobs that take information away: photon noise, size, occlusion.
+    "try4": (
+        "results-1.1-uncalibrated",
+        {
+            "preset": {},
+            "photons_500": {"photons_per_pixel": 500.0},
+            "photons_250": {"photons_per_pixel": 250.0},
+            "scale_0.45_0.7": {"scale_range": (0.45, 0.7)},
+            "overlap_0.8": {"max_overlap_iou": 0.8},
+            "clutter_1.0": {"clutter": 1.0},
+            "combo": {
+                "clutter": 1.0,
+                "max_overlap_iou": 0.8,
+                "scale_range": (0.45, 0.7),
+                "photons_per_pixel": 500.0,
+            },
+            "combo_hard": {
+                "clutter": 1.0,
+                "max_overlap_iou": 0.8,
+                "scale_range": (0.45, 0.7),
+                "photons_per_pixel": 250.0,
+            },
+        },
+    ),
 }
 
 
@@ -63,18 +101,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--ckpt", required=True, help="a teacher trained on the preset")
     parser.add_argument("--preset", default="results")
+    parser.add_argument(
+        "--round", default="try4", choices=sorted(ROUNDS), help="which variants (default: %(default)s)"
+    )
     parser.add_argument("--num-test", type=int, default=250)
     parser.add_argument("--data-dir", default="data/knob_proxy")
-    parser.add_argument("--out", default="results/calibration/knob_proxy")
+    parser.add_argument(
+        "--out", help="default: results/calibration/knob_proxy (round try3), knob_proxy_<round> otherwise"
+    )
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
     args = parser.parse_args(argv)
     base = load_preset(args.preset)
+    version, variants = ROUNDS[args.round]
+    if base.version != version:
+        parser.error(
+            f"round {args.round!r} changes knobs of preset version {version!r}, but {args.preset!r} is {base.version!r}"
+        )
+    if args.out is None:
+        args.out = "results/calibration/knob_proxy" + ("" if args.round == "try3" else f"_{args.round}")
     rows = []
-    for name, knobs in VARIANTS.items():
+    for name, knobs in variants.items():
         if args.only and name not in args.only:
             continue
         config = dataclasses.replace(base, num_train=1, num_val=1, num_test=args.num_test, **knobs)
-        root = ensure_synth_set(config, Path(args.data_dir) / name, f"variant {name!r}", os.cpu_count() or 1)
+        root = ensure_synth_set(
+            config, Path(args.data_dir) / args.round / name, f"variant {name!r}", os.cpu_count() or 1
+        )
         plan = load_plan("gpu", str(root))  # its eval overrides, on this variant's set
         metrics = evaluate_checkpoint(plan.eval, Path(args.ckpt), Path(args.out) / name, None)
         row = {"variant": name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()},

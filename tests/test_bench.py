@@ -75,3 +75,27 @@ def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
     for r in results:
         assert r["latency_bs1_ms"] > 0 and r["img_per_s"] > 0 and r["postprocess_bs1_ms"] > 0
         assert r["max_abs_diff_boxes_px"] < 1e-2 and r["max_abs_diff_probs"] < 1e-5
+
+
+def test_knob_proxy_changes_scene_knobs_only_and_refuses_a_round_of_another_preset_version(tmp_path):
+    import importlib.util
+
+    from dfss.synth.config import load_preset
+
+    spec = importlib.util.spec_from_file_location("knob_proxy", BENCH / "knob_proxy.py")
+    knob_proxy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(knob_proxy)
+    scene_knobs = {"clutter", "max_overlap_iou", "objects_per_image", "scale_range", "photons_per_pixel"}
+    for name, (_version, variants) in knob_proxy.ROUNDS.items():
+        assert variants["preset"] == {}, name  # every round measures its own baseline
+        for knobs in variants.values():
+            assert set(knobs) <= scene_knobs, (name, knobs)
+    current = load_preset("results").version
+    stale = [name for name, (version, _) in knob_proxy.ROUNDS.items() if version != current]
+    assert stale  # try3's round was relative to results-1.0
+    for name in stale:
+        with pytest.raises(SystemExit):  # before rendering or loading anything
+            knob_proxy.main(
+                ["--round", name, "--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(tmp_path)]
+            )
+    assert not any(tmp_path.iterdir())

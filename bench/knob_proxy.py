@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(
             f"round {args.round!r} changes knobs of preset version {version!r}, but {args.preset!r} is {base.version!r}"
         )
+    unknown = sorted(set(args.only or ()) - set(variants))
+    if unknown:
+        parser.error(f"no variant {unknown} in round {args.round!r}; it has {list(variants)}")
     if args.out is None:
         args.out = "results/calibration/knob_proxy" + ("" if args.round == "try3" else f"_{args.round}")
     rows = []

@@ -98,4 +98,21 @@ def test_knob_proxy_changes_scene_knobs_only_and_refuses_a_round_of_another_pres
             knob_proxy.main(
                 ["--round", name, "--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(tmp_path)]
             )
+    # a misspelt --only name is refused, not silently skipped (a round on the current preset)
+    knob_proxy.ROUNDS["now"] = (current, {"preset": {}, "photons_150": {"photons_per_pixel": 150.0}})
+    with pytest.raises(SystemExit):
+        knob_proxy.main(
+            [
+                "--round",
+                "now",
+                "--ckpt",
+                "x",
+                "--data-dir",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "out"),
+                "--only",
+                "photons_15",
+            ]
+        )
     assert not any(tmp_path.iterdir())

@@ -137,6 +137,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def bench_script(name: str):
+    """``bench/<name>.py`` imported as a module (the scripts are not a package), to call its
+    ``main`` or read its tables in-process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def cli_env(**changes: str | None) -> dict[str, str]:
     """This process's environment for a CLI subprocess: one thread, unbuffered, ``changes`` applied
     (``None`` removes a variable)."""

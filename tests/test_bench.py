@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import bench_script
+
 BENCH = Path(__file__).parents[1] / "bench"
 
 
@@ -78,13 +80,9 @@ def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
 
 
 def test_knob_proxy_changes_scene_knobs_only_and_refuses_a_round_of_another_preset_version(tmp_path):
-    import importlib.util
-
     from dfss.synth.config import load_preset
 
-    spec = importlib.util.spec_from_file_location("knob_proxy", BENCH / "knob_proxy.py")
-    knob_proxy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(knob_proxy)
+    knob_proxy = bench_script("knob_proxy")
     scene_knobs = {"clutter", "max_overlap_iou", "objects_per_image", "scale_range", "photons_per_pixel"}
     for name, (_version, variants) in knob_proxy.ROUNDS.items():
         assert variants["preset"] == {}, name  # every round measures its own baseline

@@ -23,6 +23,7 @@ from dfss.report.targets import best_alpha, best_T, verdicts
 from dfss.results.plan import expand, load_plan, plan_from_mapping
 from dfss.results.runner import run_plan
 from dfss.synth.config import load_preset
+from tests.conftest import bench_script
 
 KD_OPTIONS = (
     "kd_loc_only",
@@ -279,12 +280,7 @@ def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_ru
 
 
 def test_cpu_calibration_trains_the_plans_own_teacher_and_judges_its_test_map50(tiny_results, tmp_path):
-    import importlib.util
-
-    source = Path(__file__).parents[1] / "bench" / "calibrate_cpu.py"
-    spec = importlib.util.spec_from_file_location("calibrate_cpu", source)
-    calibrate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(calibrate)
+    calibrate = bench_script("calibrate_cpu")
     root, serial, _ = tiny_results
     argv = [
         "--plan",

@@ -6,7 +6,8 @@ calibrated on (0.60-0.75), does not depend on the machine that trains it. This s
 that stage's config (read from the plan, so the two cannot drift apart) with ``trainer=cpu``
 (fp32 instead of bf16 autocast; no channels_last or compile), one torch thread and one loader
 worker, a ``last.ckpt`` after every epoch, then evaluates ``last.ckpt`` on the test split as
-``dfss-results`` does and prints the verdict.
+``dfss-results`` does and prints the verdict. ``calibration.json`` names the preset and its
+version; once the preset is frozen, ``dfss-report`` quotes the record of its version.
 
 About 10 minutes an epoch on one core of this project's machine, so some 5 hours in all. Run it
 again after an interruption (a session's end) and it continues from ``last.ckpt``; a finished run
@@ -30,6 +31,7 @@ from dfss.config import compose_config
 from dfss.report.paper import CALIBRATION_RANGE
 from dfss.results.plan import expand, load_plan
 from dfss.results.runner import LAST, ensure_data, evaluate_checkpoint
+from dfss.synth.config import load_preset
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--plan", default="gpu")
     args = parser.parse_args(argv)
     plan = load_plan(args.plan, args.data_dir)
-    ensure_data(plan, workers=os.cpu_count() or 1)
+    ensure_data(plan, workers=os.cpu_count() or 1)  # refuses a --data-dir made with other knobs
+    preset = load_preset(plan.synth_preset)
     teacher = next(spec for spec in expand(plan) if spec.role == "teacher")
     run_dir = Path(args.out).resolve() / args.name
     overrides = [
@@ -69,7 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
         "in range: freeze the preset" if low <= map50 <= high else "out of range: change scene knobs only"
     )
     summary = {"run": str(run_dir), "teacher_test_map50": map50, "range": [low, high], "verdict": verdict,
-               "map50_dangerous": metrics.get("map50_dangerous"), "map50_normal": metrics.get("map50_normal")}  # fmt: skip
+               "map50_dangerous": metrics.get("map50_dangerous"), "map50_normal": metrics.get("map50_normal"),
+               # which benchmark this calibrates: dfss-report quotes the record of the preset's version
+               "preset": plan.synth_preset, "preset_version": preset.version, "data_dir": plan.data_dir}  # fmt: skip
     (run_dir / "calibration.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
     return summary

@@ -18,7 +18,7 @@ from PIL import Image
 
 from dfss.config import compose_config
 from dfss.errors import ConfigError
-from dfss.report.collect import Results, Run, load_results
+from dfss.report.collect import Results, ResultsError, Run, load_results
 from dfss.report.targets import best_alpha, best_T, verdicts
 from dfss.results.plan import expand, load_plan, plan_from_mapping
 from dfss.results.runner import run_plan
@@ -310,10 +310,47 @@ def test_cpu_calibration_trains_the_plans_own_teacher_and_judges_its_test_map50(
     assert summary["teacher_test_map50"] == map50
     assert summary["verdict"].startswith("in range" if 0.60 <= map50 <= 0.75 else "out of range")
     assert json.loads((run / "calibration.json").read_text()) == summary
+    # It names what it calibrates, so the report can tell a record of the frozen preset from older tries.
+    assert summary["preset"] == str(root / "synth.yaml") and summary["preset_version"] == "1.0"
     # Called again, it does not train again: it only evaluates.
     stamp = (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns
     assert calibrate.main(argv)["teacher_test_map50"] == map50
     assert (run / "checkpoints" / "last.ckpt").stat().st_mtime_ns == stamp
+
+
+def test_report_quotes_the_calibration_record_of_the_frozen_preset_version_only(tmp_path):
+    from dfss.report.targets import calibration
+
+    results = Results(tmp_path / "cpu", {"plan": {"synth_preset": "small"}}, runs=())  # no teacher run yet
+    version = load_preset("results").version
+    records = {
+        "try_a_too_easy": ("results", version, 0.771),
+        "try_b_other_version": ("results", version + "-old", 0.70),
+        "try_c_other_preset": ("small", version, 0.70),
+        "try_d": ("results", version, 0.7312),
+    }
+    for name, (preset, ver, map50) in records.items():
+        (tmp_path / "calibration" / name).mkdir(parents=True)
+        record = {"teacher_test_map50": map50, "preset": preset, "preset_version": ver}
+        (tmp_path / "calibration" / name / "calibration.json").write_text(json.dumps(record))
+    (tmp_path / "calibration" / "try_0_unversioned").mkdir()  # written before records named a version
+    (tmp_path / "calibration" / "try_0_unversioned" / "calibration.json").write_text(
+        '{"teacher_test_map50": 0.7}'
+    )
+    verdict = calibration(results)
+    # The cpu plan's set is not the benchmark: no verdict, but the benchmark's own calibration is quoted.
+    assert verdict.met is None and "which is not calibrated" in verdict.measured
+    assert f"version `{version}`" in verdict.measured
+    assert (
+        "test mAP50 0.731" in verdict.measured and str(tmp_path / "calibration" / "try_d") in verdict.measured
+    )
+    for other in ("try_a", "try_b", "try_c", "try_0"):
+        assert other not in verdict.measured
+    shutil.rmtree(tmp_path / "calibration" / "try_d")
+    assert "no calibration record of that version" in calibration(results).measured
+    (tmp_path / "calibration" / "try_a_too_easy" / "calibration.json").write_text("{not json")
+    with pytest.raises(ResultsError, match=r"try_a_too_easy/calibration.json: not valid json"):
+        calibration(results)
 
 
 def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path, monkeypatch):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from dfss.report import paper
-from dfss.report.collect import Results, stat
+from dfss.report.collect import Results, _read_json, stat
 
 Candidate = TypeVar("Candidate")
 
@@ -166,12 +167,44 @@ def calibration(results: Results) -> Verdict:
         from dfss.synth.config import load_preset
 
         benchmark = paper.CALIBRATED_PRESETS[0]
+        version = load_preset(benchmark).version
+        folder = results.folder.parent / "calibration"
+        records = calibration_records(folder, benchmark, version)
+        if records:
+            path, record = records[-1]
+            where = f"calibrated by the GPU plan's teacher trained on the CPU: test mAP50 {record['teacher_test_map50']:.3f}, `{_shown(path)}`"
+        else:
+            where = f"no calibration record of that version; its calibration runs: `{_shown(folder)}/`"
         measured = (
             f"{teacher.fmt()} on the {results.plan['synth_preset']!r} set, which is not calibrated "
-            f"(the benchmark preset {benchmark!r} is version `{load_preset(benchmark).version}`; "
-            "its calibration runs: `results/calibration/`)"
+            f"(the benchmark preset {benchmark!r} is version `{version}`, {where})"
         )
         return Verdict(target, measured, None)
     return Verdict(
         target, teacher.fmt() if teacher.n else "-", (low <= teacher.mean <= high) if teacher.n else None
     )
+
+
+def calibration_records(folder: Path, preset: str, version: str) -> list[tuple[Path, dict]]:
+    """The ``calibration.json`` files under ``folder`` (``bench/calibrate_cpu.py``'s) that put
+    ``preset`` at ``version`` in range, in name order. Records without a version (written before
+    they named it) and out-of-range tries calibrate nothing."""
+    low, high = paper.CALIBRATION_RANGE
+    found = []
+    for path in sorted(folder.glob("*/calibration.json")):
+        record = _read_json(path)
+        if (
+            record.get("preset") == preset
+            and record.get("preset_version") == version
+            and low <= record["teacher_test_map50"] <= high
+        ):
+            found.append((path, record))
+    return found
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it (as a reader would type it)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

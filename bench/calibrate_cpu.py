@@ -28,7 +28,8 @@ import json
 from pathlib import Path
 
 from dfss.config import compose_config
-from dfss.report.paper import CALIBRATION_RANGE
+from dfss.fileio import write_json_atomic
+from dfss.report.paper import CALIBRATION_RANGE, in_calibration_range
 from dfss.results.plan import expand, load_plan
 from dfss.results.runner import LAST, ensure_data, evaluate_checkpoint
 from dfss.synth.config import load_preset
@@ -66,16 +67,17 @@ def main(argv: list[str] | None = None) -> dict:
         print("train.py " + " ".join(overrides), flush=True)
         train(compose_config("train", overrides, run_dir))
     metrics = evaluate_checkpoint(plan.eval, run_dir / LAST, run_dir / "eval", None)
-    low, high = CALIBRATION_RANGE
     map50 = metrics["map50"]
     verdict = (
-        "in range: freeze the preset" if low <= map50 <= high else "out of range: change scene knobs only"
+        "in range: freeze the preset"
+        if in_calibration_range(map50)
+        else "out of range: change scene knobs only"
     )
-    summary = {"run": str(run_dir), "teacher_test_map50": map50, "range": [low, high], "verdict": verdict,
+    summary = {"run": str(run_dir), "teacher_test_map50": map50, "range": list(CALIBRATION_RANGE), "verdict": verdict,
                "map50_dangerous": metrics.get("map50_dangerous"), "map50_normal": metrics.get("map50_normal"),
                # which benchmark this calibrates: dfss-report quotes the record of the preset's version
                "preset": plan.synth_preset, "preset_version": preset.version, "data_dir": plan.data_dir}  # fmt: skip
-    (run_dir / "calibration.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(run_dir / "calibration.json", summary, indent=2)  # dfss-report reads it
     print(json.dumps(summary))
     return summary
 

@@ -73,7 +73,7 @@ def stat(runs: Iterable[Run], key: str, T: float | None = None) -> Stat:
     return Stat(tuple(values))
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -91,7 +91,7 @@ def _per_class(path: Path) -> tuple[dict[str, Any], ...]:
 
 
 def _curves(path: Path) -> dict[str, tuple[float, ...]]:
-    return {k: tuple(v) for k, v in _read_json(path)["precision50"].items()}
+    return {k: tuple(v) for k, v in read_json(path)["precision50"].items()}
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class Results:
 
 def load_results(folder: str | Path) -> Results:
     folder = Path(folder)
-    index = _read_json(folder / "index.json")
+    index = read_json(folder / "index.json")
     runs = []
     for name, entry in index.get("runs", {}).items():
         run_dir = folder / entry["dir"]
@@ -146,7 +146,7 @@ def load_results(folder: str | Path) -> Results:
         sweep, sweep_pr50 = {}, {}
         for T, sub in evals.items():
             if float(T) > 0:
-                sweep[float(T)] = _read_json(run_dir / sub / "metrics.json")
+                sweep[float(T)] = read_json(run_dir / sub / "metrics.json")
                 sweep_pr50[float(T)] = _curves(run_dir / sub / "pr_curves.json")
         history_path = run_dir / "metrics_history.jsonl"
         runs.append(
@@ -157,14 +157,14 @@ def load_results(folder: str | Path) -> Results:
                 alpha=float(entry.get("alpha", 1.0)),
                 variant=entry.get("variant"),
                 folder=run_dir,
-                metrics=_read_json(main / "metrics.json"),
+                metrics=read_json(main / "metrics.json"),
                 per_class=_per_class(main / "per_class.csv"),
                 pr50=_curves(main / "pr_curves.json"),
                 history=tuple(read_metrics_history(history_path)) if history_path.is_file() else (),
                 sweep=sweep,
                 sweep_pr50=sweep_pr50,
                 seconds_train=float(entry.get("seconds_train", math.nan)),
-                roc=_read_json(main / "roc.json") if (main / "roc.json").is_file() else None,
+                roc=read_json(main / "roc.json") if (main / "roc.json").is_file() else None,
             )
         )
     if not runs:

@@ -25,3 +25,9 @@ TARGET_KNOWN_DROP = 0.01  # ... while known-class mAP50 drops at most this much
 TARGET_SEEDS = 2
 CALIBRATION_RANGE = (0.60, 0.75)  # teacher test mAP50 the benchmark preset is calibrated to
 CALIBRATED_PRESETS = ("results",)  # synth presets calibrated to that range (the GPU plan's)
+
+
+def in_calibration_range(map50: float) -> bool:
+    """Whether a teacher's test mAP50 lands where the benchmark preset is calibrated to put it."""
+    low, high = CALIBRATION_RANGE
+    return low <= map50 <= high

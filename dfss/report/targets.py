@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dfss.report import paper
-from dfss.report.collect import Results, _read_json, stat
+from dfss.report.collect import Results, read_json, stat
 
 Candidate = TypeVar("Candidate")
 
@@ -181,7 +181,9 @@ def calibration(results: Results) -> Verdict:
         )
         return Verdict(target, measured, None)
     return Verdict(
-        target, teacher.fmt() if teacher.n else "-", (low <= teacher.mean <= high) if teacher.n else None
+        target,
+        teacher.fmt() if teacher.n else "-",
+        paper.in_calibration_range(teacher.mean) if teacher.n else None,
     )
 
 
@@ -189,14 +191,13 @@ def calibration_records(folder: Path, preset: str, version: str) -> list[tuple[P
     """The ``calibration.json`` files under ``folder`` (``bench/calibrate_cpu.py``'s) that put
     ``preset`` at ``version`` in range, in name order. Records without a version (written before
     they named it) and out-of-range tries calibrate nothing."""
-    low, high = paper.CALIBRATION_RANGE
     found = []
     for path in sorted(folder.glob("*/calibration.json")):
-        record = _read_json(path)
+        record = read_json(path)
         if (
             record.get("preset") == preset
             and record.get("preset_version") == version
-            and low <= record["teacher_test_map50"] <= high
+            and paper.in_calibration_range(record["teacher_test_map50"])
         ):
             found.append((path, record))
     return found

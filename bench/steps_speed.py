@@ -82,7 +82,7 @@ def make_inputs(s: Settings, seed: int = 0) -> tuple[Tensor, list[Tensor], list[
 
 
 def autocast(s: Settings):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if s.bf16 else contextlib.nullcontext()
+    return torch.autocast(s.device.type, dtype=torch.bfloat16) if s.bf16 else contextlib.nullcontext()
 
 
 def prepare(model: nn.Module, s: Settings, *, compile: bool) -> nn.Module:

@@ -43,6 +43,7 @@ from dfss.lit.checkpoints import (
     read_dfss_checkpoint,
     weights_kind,
 )
+from dfss.precision import prepare_for_inference
 
 log = logging.getLogger(__name__)
 
@@ -123,19 +124,21 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
 
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
     device = resolve_device(cfg.device)
-    model = build_model_from_checkpoint(checkpoint, datamodule.class_table.num_classes, path)
-    model = model.eval().to(device)
+    model = build_model_from_checkpoint(checkpoint, datamodule.class_table.num_classes, path).eval()
+    precision = prepare_for_inference(model, device, cfg.precision)
     log.info(
-        "%s: %s (%s weights) on %s, %s split at %d px",
+        "%s: %s (%s weights) on %s (%s), %s split at %d px",
         path,
         train_config["model"]["net"]["_target_"],
         weights_kind(checkpoint),
         device,
+        precision,
         cfg.split,
         image_size,
     )
-    predictions = predict_split(model, datamodule, cfg.split, postprocess_config, device)
-    info = {"ckpt_path": str(path), **inference_facts(checkpoint, postprocess_config, device, image_size)}
+    predictions = predict_split(model, datamodule, cfg.split, postprocess_config, device, precision)
+    facts = inference_facts(checkpoint, postprocess_config, device, image_size, precision)
+    info = {"ckpt_path": str(path), **facts}
     return (
         datamodule,
         predictions,
@@ -149,7 +152,7 @@ def write_model_card(cfg: DictConfig, result: CocoMetrics, info: dict[str, Any],
     """``model_card.md``: the checkpoint, its data, classes, figures, operating point and speed here."""
     model = loaded["model"]
     device = next(model.parameters()).device
-    speed = measure_speed(model, info["image_size"], device, loaded["postprocess"])
+    speed = measure_speed(model, info["image_size"], device, loaded["postprocess"], info["precision"])
     card = render_model_card(
         checkpoint=loaded["checkpoint"],
         ckpt_path=str(cfg.ckpt_path),

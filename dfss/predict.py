@@ -43,7 +43,7 @@ from dfss.data.classes import ClassInfo, ClassTable
 from dfss.data.transforms import build_eval_transforms
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.image_files import ImageFiles, collate_images, find_images, image_entries
-from dfss.eval.predict import inference_facts, resolve_device
+from dfss.eval.predict import inference_facts, resolve_device, run_model
 from dfss.fileio import write_json_atomic, write_text_atomic
 from dfss.lit.checkpoints import (
     build_model_from_checkpoint,
@@ -52,6 +52,7 @@ from dfss.lit.checkpoints import (
     read_dfss_checkpoint,
 )
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
+from dfss.precision import prepare_for_inference
 from dfss.viz import draw_detections, save_image
 
 log = logging.getLogger(__name__)
@@ -132,11 +133,12 @@ def _load_model(cfg: DictConfig) -> tuple[torch.nn.Module, ClassTable, PostProce
     train_config = checkpoint["dfss_config"]
     image_size = int(cfg.image_size or train_config["data"]["image_size"])
     device = resolve_device(cfg.device)
-    model = build_model_from_checkpoint(checkpoint, table.num_classes, cfg.ckpt).eval().to(device)
+    model = build_model_from_checkpoint(checkpoint, table.num_classes, cfg.ckpt).eval()
+    precision = prepare_for_inference(model, device, cfg.precision)
     info = {
         "ckpt": str(cfg.ckpt),
         "model": train_config["model"]["net"]["_target_"],
-        **inference_facts(checkpoint, postprocess_config, device, image_size),
+        **inference_facts(checkpoint, postprocess_config, device, image_size, precision),
     }
     return model, table, postprocess_config, info
 
@@ -210,7 +212,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         for batch in loader:
             images = batch.images.to(device, non_blocking=True)
             detections = postprocess(
-                model(images), postprocess_config, input_size=images.shape[-1], orig_sizes=batch.orig_sizes
+                run_model(model, images, info["precision"]),
+                postprocess_config,
+                input_size=images.shape[-1],
+                orig_sizes=batch.orig_sizes,
             )
             results = detections_to_coco(detections, batch.indices + 1, table)
             per_image: dict[int, list[dict]] = defaultdict(list)

@@ -188,9 +188,14 @@ def expected_lightning_warnings_off(module: L.LightningModule, datamodule: Any) 
       resumable": :class:`XrayDataModule` saves its place in the epoch in every checkpoint and
       continues with exactly the batches not trained on yet (``tests/test_resume.py``);
     - "Found N module(s) in eval mode at the start of training", when every such module belongs to
-      the frozen teacher or the EMA copy (any other module in eval mode is still warned about).
+      the frozen teacher or the EMA copy (any other module in eval mode is still warned about);
+    - "Precision bf16-mixed is not supported by the model summary ... Using 32 bits instead": under
+      mixed precision the weights *are* float32 (autocast casts per operation), so 32 bits is right.
     """
     with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Precision bf16-mixed is not supported by the model summary"
+        )
         if isinstance(datamodule, XrayDataModule):
             warnings.filterwarnings(
                 "ignore", message="You're resuming from a checkpoint that ended before the epoch"

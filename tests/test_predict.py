@@ -32,6 +32,7 @@ from dfss.lit.checkpoints import (
     read_checkpoint,
 )
 from dfss.models.postprocess import UnknownRule
+from dfss.precision import prepare_for_inference
 from dfss.predict import draw_image, drawn_image_paths, image_summary, run
 from dfss.viz import SUPERCATEGORY_COLOURS
 from tests.conftest import CATEGORIES, cli_env
@@ -77,19 +78,26 @@ def predicted(student_ckpt, scans, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 @pytest.mark.parametrize(
     "rule", [[], ["threshold=unknown", "threshold.T=0.2"]], ids=["no_rule", "unknown_rule"]
 )
-def test_predictions_equal_the_evaluation_paths_in_original_pixels(student_ckpt, scans, tmp_path, rule):
+def test_predictions_equal_the_evaluation_paths_in_original_pixels(
+    student_ckpt, scans, tmp_path, rule, precision
+):
     out = tmp_path / "out"
-    run(_predict_cfg(student_ckpt, scans / "images" / "test", out, "batch_size=2", "draw=false", *rule))
+    overrides = ("batch_size=2", "draw=false", f"precision={precision}", *rule)
+    run(_predict_cfg(student_ckpt, scans / "images" / "test", out, *overrides))
+    assert json.loads((out / "run.json").read_text())["precision"] == precision
     checkpoint = read_checkpoint(student_ckpt)
     table = class_table_of(checkpoint, student_ckpt)
     config = UnknownRule(T=0.2 if rule else 0.0).apply(postprocess_config_of(checkpoint))
     model = build_model_from_checkpoint(checkpoint, table.num_classes, student_ckpt).eval()
+    cpu = torch.device("cpu")
+    assert prepare_for_inference(model, cpu, precision) == precision
     datamodule = XrayDataModule(scans, image_size=128, eval_batch_size=2, num_workers=0, pin_memory=False)
     datamodule.setup("test")
-    evaluated = predict_split(model, datamodule, "test", config, torch.device("cpu"))
+    evaluated = predict_split(model, datamodule, "test", config, cpu, precision)
 
     id_of_file = {i["file_name"]: i["id"] for i in datamodule.datasets["test"].coco.dataset["images"]}
     entries = json.loads((out / "images.json").read_text())["images"]

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from dfss.data.datamodule import XrayDataModule
 from dfss.lit import DistillModule, StudentModule, TeacherModule
 from dfss.lit.checkpoints import read_checkpoint
+from dfss.precision import native_bf16
 from dfss.train import build_module, expected_lightning_warnings_off, run
 from tests.conftest import cli_env, compose_config, tiny_train_overrides
 
@@ -298,6 +299,33 @@ def test_speed_switches_put_the_detector_in_channels_last_without_changing_check
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not conv.weight.is_contiguous()  # really converted, not a 1x1 that is both
     assert set(module.state_dict()) == set(build_module(cfg, datamodule).state_dict())
+
+
+def test_trainer_cpu_picks_bf16_and_channels_last_where_native_and_one_override_turns_both_off(
+    synth_tiny, tmp_path
+):
+    """trainer=cpu: precision auto -> bf16-mixed + channels_last on a CPU with native bf16, float32
+    elsewhere; trainer.precision=32-true gives float32 and contiguous weights."""
+    native = native_bf16("cpu")
+    for extra, bf16 in (([], native), (["trainer.precision=32-true"], False)):
+        cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "test=false",
+                                                         "trainer=cpu", *extra]), tmp_path)  # fmt: skip
+        trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+        assert trainer.precision == ("bf16-mixed" if bf16 else "32-true"), extra
+        datamodule = instantiate(cfg.data)
+        module = build_module(cfg, datamodule)
+        trainer.fit(module, datamodule=datamodule)
+        conv = next(
+            m for m in module.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+        )
+        ema_conv = next(
+            m
+            for m in module.eval_model.modules()
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+        )
+        for weight in (conv.weight, ema_conv.weight):
+            assert weight.is_contiguous(memory_format=torch.channels_last) == bf16, extra
+            assert weight.dtype == torch.float32  # autocast casts per operation; weights stay float32
 
 
 @pytest.mark.slow

@@ -187,7 +187,7 @@ class DistillationLoss(nn.Module):
         self, student: DenseOutputs, teacher: DenseOutputs, aligned: AlignedPoints, weight: Tensor
     ) -> Tensor:
         s_idx, t_idx = aligned.student_index, aligned.teacher_index
-        teacher_boxes = decode_boxes(teacher)[:, t_idx].detach().float()  # [B, M, 4] xyxy pixels
+        teacher_boxes = decode_boxes(teacher)[:, t_idx].detach()  # [B, M, 4] xyxy pixels
         if self.bbox_mode == "giou":
             student_boxes = decode_boxes(student)[:, s_idx]
             return kd_giou_loss(student_boxes, teacher_boxes, weight, self._normalizer(weight))

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from dfss.eval.coco_metrics import CocoMetrics
-from dfss.eval.predict import describe_device
+from dfss.eval.predict import describe_device, run_model
 from dfss.models.postprocess import PostProcessConfig, postprocess
+from dfss.precision import FP32
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -32,6 +33,7 @@ def measure_speed(
     image_size: int,
     device: torch.device,
     postprocess_config: PostProcessConfig,
+    precision: str = FP32,
     batch_sizes: tuple[int, ...] = (1, 8),
     repeats: int = 5,
 ) -> dict[int, dict[str, float]]:
@@ -49,7 +51,7 @@ def measure_speed(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
-            postprocess(model(images), postprocess_config, input_size=image_size)
+            postprocess(run_model(model, images, precision), postprocess_config, input_size=image_size)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if i >= 2:
@@ -138,7 +140,7 @@ def render_model_card(
             for point in (0.1, 0.5, 1.0)
         ),
         "",
-        f"## Speed on this machine: {describe_device(device)}",
+        f"## Speed on this machine: {describe_device(device)}, {info.get('precision', '32-true')}",
         "",
         "Forward + post-processing on random images of the input size (median of 5 after 2 warm-up batches); "
         "reading and letterboxing files is not included.",

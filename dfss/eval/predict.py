@@ -20,7 +20,9 @@ from torch import nn
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError
 from dfss.lit.checkpoints import weights_kind
+from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
+from dfss.precision import FP32, autocast
 
 EVAL_SPLITS = ("val", "test")
 
@@ -47,17 +49,30 @@ def describe_device(device: torch.device) -> str:
 
 
 def inference_facts(
-    checkpoint: dict[str, Any], postprocess_config: PostProcessConfig, device: torch.device, image_size: int
+    checkpoint: dict[str, Any],
+    postprocess_config: PostProcessConfig,
+    device: torch.device,
+    image_size: int,
+    precision: str = FP32,
 ) -> dict[str, Any]:
-    """What a run of a checkpoint's model used: weights, device, input size, post-processing."""
+    """What a run of a checkpoint's model used: weights, device, precision, input size, post-processing."""
     return {
         "weights": weights_kind(checkpoint),
         "device": str(device),
+        "precision": precision,
         "image_size": image_size,
         "unknown_threshold": postprocess_config.unknown_threshold,
         "unknown_min_quality": postprocess_config.unknown_min_quality,
         "postprocess": asdict(postprocess_config),
     }
+
+
+def run_model(model: nn.Module, images: torch.Tensor, precision: str = FP32) -> DenseOutputs:
+    """``model``'s raw outputs for ``images`` under ``precision`` (a resolved one: ``32-true`` or
+    ``bf16-mixed``), returned in float32 for post-processing."""
+    with autocast(images.device, precision):
+        outputs = model(images)
+    return outputs.float()
 
 
 @torch.no_grad()
@@ -67,11 +82,12 @@ def predict_split(
     split: str,
     postprocess_config: PostProcessConfig,
     device: torch.device,
+    precision: str = FP32,
 ) -> list[dict]:
     """COCO results (``image_id``, ``category_id``, ``bbox`` xywh, ``score``) of ``model`` on ``split``.
 
     ``model`` must already be in eval mode on ``device`` (this function does not change it);
-    ``datamodule`` must be set up for ``split``.
+    ``datamodule`` must be set up for ``split``; ``precision`` as :func:`run_model` takes it.
     """
     if split not in EVAL_SPLITS:
         raise ConfigError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
@@ -84,7 +100,10 @@ def predict_split(
             raise ValueError("evaluation images must share one size (the eval transforms letterbox them)")
         images = batch.images.to(device, non_blocking=True)  # uint8 [B, 3, S, S]; the model normalises
         detections = postprocess(
-            model(images), postprocess_config, input_size=images.shape[-1], orig_sizes=batch.orig_sizes
+            run_model(model, images, precision),
+            postprocess_config,
+            input_size=images.shape[-1],
+            orig_sizes=batch.orig_sizes,
         )
         results.extend(detections_to_coco(detections, batch.image_ids, datamodule.class_table))
     return results

@@ -20,7 +20,7 @@ per side; the softmax expectation equals the side distance in ``box_regression``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -53,12 +53,31 @@ class DenseOutputs:
     def num_classes(self) -> int:
         return self.cls_logits.shape[-1]
 
+    def float(self) -> DenseOutputs:
+        """The same outputs with every tensor in float32 (after a bf16 autocast forward)."""
+        distribution = self.box_distribution_logits
+        return replace(
+            self,
+            points=self.points.float(),
+            strides=self.strides.float(),
+            cls_logits=self.cls_logits.float(),
+            box_regression=self.box_regression.float(),
+            quality_logits=self.quality_logits.float(),
+            box_distribution_logits=None if distribution is None else distribution.float(),
+        )
+
 
 def decode_boxes(outputs: DenseOutputs) -> Tensor:
-    """``[B, N, 4]`` xyxy boxes in input pixels from the raw box outputs (pure, batched)."""
-    reg = outputs.box_regression
-    stride = outputs.strides.to(reg.dtype)[None, :, None]  # [1, N, 1]
-    points = outputs.points.to(reg.dtype)[None]  # [1, N, 2]
+    """``[B, N, 4]`` float32 xyxy boxes in input pixels from the raw box outputs (pure, batched).
+
+    Always computed in float32, whatever the dtype of the raw outputs: under bf16 autocast the raw
+    values are bf16, and ``point + reg * stride`` in bf16 would round pixel coordinates to steps of
+    2 px in 256-512 and 4 px in 512-1024. The precision contract of the project: every box in pixels
+    (decoding, assignment, losses, KD targets, post-processing) is float32.
+    """
+    reg = outputs.box_regression.float()
+    stride = outputs.strides.float()[None, :, None]  # [1, N, 1]
+    points = outputs.points.float()[None]  # [1, N, 2]
     if outputs.box_format == "ltrb":
         dist = reg * stride
         return torch.cat([points - dist[..., :2], points + dist[..., 2:]], dim=-1)

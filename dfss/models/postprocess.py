@@ -106,7 +106,7 @@ class DecodedOutputs:
 def decode(outputs: DenseOutputs) -> DecodedOutputs:
     """Boxes in input pixels and probabilities from raw outputs (pure, batched, no thresholds)."""
     return DecodedOutputs(
-        boxes=decode_boxes(outputs).float(),
+        boxes=decode_boxes(outputs),
         class_probs=outputs.cls_logits.float().sigmoid(),
         quality=outputs.quality_logits.float().sigmoid(),
         num_points_per_level=outputs.num_points_per_level,

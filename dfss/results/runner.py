@@ -45,6 +45,7 @@ import yaml
 from dfss.config import compose_config
 from dfss.errors import ConfigError, UserError, exit_on_user_error
 from dfss.eval.predict import describe_device
+from dfss.precision import native_bf16
 from dfss.results.plan import Plan, RunSpec, expand
 
 if TYPE_CHECKING:
@@ -290,6 +291,7 @@ def environment() -> dict[str, Any]:
         "device": describe_device(device),
         "cuda": torch.cuda.is_available(),
         "cpu_threads": torch.get_num_threads(),
+        "cpu_native_bf16": native_bf16("cpu"),  # precision auto (trainer=cpu) trains in bf16 where true
         "python": platform.python_version(),
     }
 

@@ -93,8 +93,7 @@ def assign_fcos_targets(
         center_sampling_radius: in strides (1.5 as in FCOS / torchvision).
     """
     boxes, labels, valid = pad_ground_truth(gt_boxes, gt_labels, device=points.device)  # [B, G, 4], [B, G]
-    boxes = boxes.to(points.dtype)
-    strides = strides.to(points.dtype)
+    points, strides = points.float(), strides.float()  # pixels in float32, whatever the model's dtype
     x = points[None, :, None, 0]  # [1, N, 1]
     y = points[None, :, None, 1]
     x0, y0, x1, y1 = boxes[:, None].unbind(dim=-1)  # each [B, 1, G]

@@ -142,7 +142,7 @@ class FCOSRegressionHead(nn.Module):
             return nn.functional.relu(box_raw), ctrness_logits, None
         distribution_logits = box_raw.unflatten(-1, (4, self.num_bins))  # [B, N, 4, R]
         probs = distribution_logits.float().softmax(dim=-1)
-        box_regression = (probs * self.bins).sum(dim=-1).to(box_raw.dtype)  # [B, N, 4] expectation
+        box_regression = (probs * self.bins).sum(dim=-1)  # [B, N, 4] float32 expectation (stride units)
         return box_regression, ctrness_logits, distribution_logits
 
 

@@ -23,8 +23,6 @@ averaged over the four sides, summed over foreground, normalised like the others
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -168,10 +166,7 @@ class FCOSCriterion(nn.Module):
             gamma=self.focal_gamma,
             class_weights=self.class_weights,
         )
-        # Decode in float32 (pixel coordinates lose sub-pixel precision in fp16 under autocast).
-        pred_boxes = decode_boxes(
-            replace(outputs, box_regression=outputs.box_regression.float())
-        )  # [B, N, 4]
+        pred_boxes = decode_boxes(outputs)  # [B, N, 4] float32 (the precision contract)
         loss_box = giou_loss(pred_boxes, targets.box_targets, weight=fg_weight)
         loss_ctr = centerness_loss(outputs.quality_logits, targets.centerness_targets, weight=fg_weight)
         losses = {

@@ -148,7 +148,7 @@ class YOLOXCriterion(nn.Module):
         # Every term is computed on all points and kept only at the foreground with `where`
         # (no boolean indexing, hence no host sync); an image without boxes contributes exactly 0
         # to the box and class terms.
-        pred_boxes = decode_boxes(outputs).float()  # [B, N, 4]
+        pred_boxes = decode_boxes(outputs)  # [B, N, 4]
         per_point_iou = iou_loss(pred_boxes.flatten(0, 1), targets.matched_boxes.flatten(0, 1))
         loss_iou = torch.where(foreground.flatten(), per_point_iou, 0.0).sum() / num_foreground
 

@@ -195,7 +195,7 @@ def simota_assign(
         raise ValueError(f"{len(gt_boxes)} ground-truth lists for {outputs.num_images} images")
     device = outputs.cls_logits.device
     gt = pad_ground_truth(gt_boxes, gt_labels, device)
-    pred_boxes = decode_boxes(outputs).float()  # [B, N, 4]
+    pred_boxes = decode_boxes(outputs)  # [B, N, 4]
 
     prior = geometry_constraint(outputs.points.float(), outputs.strides.float(), gt, center_radius)
     pair_ious = pairwise_box_iou(gt.boxes, pred_boxes)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The issue-6 benchmark on a CPU as one command, the counterpart of gpu_run.sh: writes
 # bench/results/<date>_cpu_<processor>/ with the machine, the versions and each script's table and
-# JSON lines (steps_speed: every step type against torchvision; data_speed: the loaders; eval_speed:
+# JSON lines (steps_speed: every step type against torchvision; precision_speed: float32 against
+# bf16 + channels_last per model; data_speed: the loaders; eval_speed:
 # COCO evaluation on one core against pycocotools). Stop other heavy jobs first: the figures are
 # single-thread timings. About 8 minutes on this project's 2-core machine.
 #   bash bench/cpu_run.sh            (PYTHON=... to pick the interpreter; default .venv/bin/python)
@@ -15,6 +16,7 @@ mkdir -p "$out"
 cd bench
 export OMP_NUM_THREADS=1
 "$python" steps_speed.py 2>&1 | tee "$out/steps_speed.txt"
+"$python" precision_speed.py 2>&1 | tee "$out/precision_speed.txt"
 "$python" data_speed.py 2>&1 | tee "$out/data_speed.txt"
 "$python" eval_speed.py 2>&1 | tee "$out/eval_speed.txt"
 echo "results in $out"

@@ -62,6 +62,22 @@ def test_steps_speed_measures_every_step_type_and_checks_the_targets():
     assert steps["tv_train"]["x_tv"] == 1.0 and steps["student"]["x_net_only"] > 0
 
 
+def test_precision_speed_times_each_row_in_float32_and_bf16_against_the_same_baseline():
+    from dfss.precision import native_bf16
+
+    rows = _rows("precision_speed.py", "--only", "yolox_nano", "--image-size", "64", "--batch-size", "1",
+                 "--steps", "1", "--warmup", "0")  # fmt: skip
+    head, *results = rows
+    assert head["native_bf16"] == native_bf16("cpu") and head["modes"] == ["fp32", "bf16_cl"]
+    by = {(r["row"], r["mode"]): r for r in results}
+    assert set(by) == {(row, mode) for row in ("tv_fcos_r50", "yolox_nano") for mode in ("fp32", "bf16_cl")}
+    tv_fp32 = by[("tv_fcos_r50", "fp32")]["ms"]
+    for (row, _mode), r in by.items():
+        assert r["ms"] > 0 and r["mib_per_img"] is not None
+        assert r["x_fp32"] == pytest.approx(by[(row, "fp32")]["ms"] / r["ms"], rel=1e-2)
+        assert r["x_tv"] == pytest.approx(tv_fp32 / r["ms"], rel=1e-2)
+
+
 def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
     rows = _rows("export_speed.py", "--size", "128", "--variants", "fcos_mobilenetv3", "--batch-size", "2",
                  "--steps", "1", "--batch-steps", "1", "--warmup", "0")  # fmt: skip

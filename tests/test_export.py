@@ -200,8 +200,8 @@ def test_cli_writes_a_model_file_and_a_sidecar_that_runs_without_the_checkpoint(
                "threshold=unknown", "threshold.T=0.2", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    path = tmp_path / "exports" / "fcos_mobilenetv3.onnx"  # a folder gets the model's name
-    assert path.is_file() and sidecar_path(path) == tmp_path / "exports" / "fcos_mobilenetv3.onnx.json"
+    path = tmp_path / "exports" / "fcos_r18.onnx"  # a folder gets the model's name
+    assert path.is_file() and sidecar_path(path) == tmp_path / "exports" / "fcos_r18.onnx.json"
     assert "wrote" in (tmp_path / "run" / "export.log").read_text()
 
     sidecar = json.loads(sidecar_path(path).read_text())

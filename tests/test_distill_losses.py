@@ -158,6 +158,20 @@ def test_align_errors_on_mismatched_grids():
         level_strides(replace(teacher, num_points_per_level=(15, 5, 1)))
 
 
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
+def test_kl_gradient_is_tau_times_the_difference_of_tempered_probabilities(temperature):
+    g = torch.Generator().manual_seed(5)
+    s = torch.randn(3, 7, generator=g, requires_grad=True)
+    t = torch.randn(3, 7, generator=g)
+    bernoulli_kl_with_logits(s, t, temperature).sum().backward()
+    expected = temperature * (torch.sigmoid(s / temperature) - torch.sigmoid(t / temperature))
+    torch.testing.assert_close(s.grad, expected.detach(), rtol=1e-5, atol=1e-6)
+    s.grad = None
+    softmax_kl_with_logits(s, t, temperature).sum().backward()
+    expected = temperature * ((s / temperature).softmax(-1) - (t / temperature).softmax(-1))
+    torch.testing.assert_close(s.grad, expected.detach(), rtol=1e-5, atol=1e-6)
+
+
 # --- the terms: sign, zero, gradient, non-zero ----------------------------------------------------
 
 

@@ -407,6 +407,25 @@ def test_parity_head_outputs_and_points_match_torchvision(parity_models) -> None
     assert torch.equal((anchors[:, :2] + anchors[:, 2:]) / 2, out.points)
 
 
+@pytest.mark.parametrize("size", [(320, 320), (640, 640), (400, 400), (320, 448)])
+def test_points_are_torchvisions_anchor_centres_at_every_input_size(parity_models, size) -> None:
+    """At sizes 128 does not divide, torchvision steps P7 by image size // grid size (106 px at 320),
+    not 128; our points follow it (strides stay nominal: they scale the regression)."""
+    from torchvision.models.detection.image_list import ImageList
+
+    reference, ours = parity_models
+    height, width = size
+    images = torch.zeros(1, 3, height, width, dtype=torch.uint8)
+    with torch.no_grad():
+        out = ours(images)
+        features = list(ours.backbone(ours.normalize(images)).values())
+        anchors = reference.anchor_generator(ImageList(images.float(), [(height, width)]), features)[0]
+    assert torch.equal((anchors[:, :2] + anchors[:, 2:]) / 2, out.points)
+    assert torch.equal(out.strides.unique(), torch.tensor([8.0, 16.0, 32.0, 64.0, 128.0]))
+    if size == (320, 320):  # the benchmark's size: the 3 x 3 P7 grid
+        assert out.points[-9:, 0].unique().tolist() == [0.0, 106.0, 212.0]
+
+
 def test_parity_losses_match_torchvision(parity_models) -> None:
     reference, ours = parity_models
     images, boxes, labels = tiny_batch(128)

@@ -7,7 +7,8 @@ whatever the caller did. Sums are computed in float32 whatever the input precisi
 
 Temperature: logits are divided by τ and the KL is multiplied by τ² (Hinton et al.), so the size of
 the gradient stays comparable as τ changes. This holds for the Bernoulli KL as for the softmax KL:
-both have the gradient ``(p_s − p_t)/τ`` with respect to a student logit.
+both have the gradient ``τ·(p_s − p_t)`` with respect to a student logit, where ``p_s``, ``p_t`` are
+the probabilities of the logits divided by τ (``tests/test_distill_losses.py`` checks it).
 
 Reduction (one rule for every term): ``sum(weight · kl) / clamp(normalizer, min=1)``, with the
 normaliser ``sum(weight)`` (the number of covered points for a 0/1 weight) unless the caller passes
@@ -33,8 +34,9 @@ _BIN_EPS = 1e-3  # distances are clipped to [0, R − 1 − ε] so the two-hot's
 def bernoulli_kl_with_logits(pred_logits: Tensor, target_logits: Tensor, temperature: float = 1.0) -> Tensor:
     """Element-wise ``τ²·KL(Bern(σ(t/τ)) ‖ Bern(σ(s/τ)))`` for student logits ``s`` and teacher ``t``.
 
-    Written as ``softplus(s) − softplus(t) + σ(t)·(t − s)`` (on logits divided by τ), which is the
-    Bernoulli KL without any ``log(0)``; its gradient in ``s`` is ``(σ(s) − σ(t))/τ``.
+    Written as ``softplus(s') − softplus(t') + σ(t')·(t' − s')`` on the logits divided by τ
+    (``s' = s/τ``, ``t' = t/τ``), which is the Bernoulli KL without any ``log(0)``; its gradient in
+    ``s`` is ``τ·(σ(s/τ) − σ(t/τ))``.
     """
     s = pred_logits.float() / temperature
     t = target_logits.detach().float() / temperature

@@ -3,15 +3,18 @@
 ``FCOS.forward(images)`` takes letterboxed ``uint8`` (or float 0–255) RGB ``[B, 3, H, W]``,
 normalises them itself (``/255`` then the backbone's mean/std, as torchvision does) and returns one
 :class:`~dfss.models.outputs.DenseOutputs` with ``box_format="ltrb"`` — in train and eval mode
-alike. It never resizes; ``H`` and ``W`` should be multiples of the largest stride (128) for the
-P7 points to tile the image exactly.
+alike. It never resizes.
 
-Points: the point of cell ``(i, j)`` of a level with stride ``s`` is
-``((j + point_offset)·s, (i + point_offset)·s)``. The FCOS paper and mmdet put it at the cell centre
-(``point_offset=0.5``, the default of the light variants); torchvision's FCOS uses its anchor
-centres, ``i·s`` (``point_offset=0.0``, the default of ``fcos_r50`` so torchvision checkpoints
-behave as trained). Strides are the nominal 8, 16, 32, 64, 128 (torchvision derives them as
-``image_size // grid_size``; both agree when the image size is a multiple of 128).
+Points are placed as torchvision's anchor generator places its anchor centres: a level whose grid
+is ``h × w`` on an ``H × W`` input steps by ``(W // w, H // h)`` pixels, so the point of cell
+``(i, j)`` is ``((j + point_offset)·(W // w), (i + point_offset)·(H // h))``. That step is the
+nominal stride (8, 16, 32, 64, 128) where the input size is a multiple of it; at 320 px the 3 × 3
+P7 grid steps by 106 px, not 128 (points 0 / 106 / 212). The FCOS paper and mmdet put the point at
+the cell centre (``point_offset=0.5``, the default of the light variants); torchvision's FCOS uses
+its anchor centres (``point_offset=0.0``, the default of ``fcos_r50`` so torchvision checkpoints
+behave as trained). Everything measured *in strides* — box regression, the scale ranges and centre
+sampling of the assignment, the distribution bins — uses the nominal stride, as torchvision's box
+coder and matcher use the anchor size.
 """
 
 from __future__ import annotations
@@ -36,12 +39,18 @@ def make_points(
     strides: Sequence[int],
     point_offset: float,
     device: torch.device | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Points ``[N, 2]`` (x, y) in pixels and their strides ``[N]``, levels concatenated, row-major."""
+    """Points ``[N, 2]`` (x, y) in pixels and their nominal strides ``[N]``, levels concatenated,
+    row-major. With ``image_size`` ``(H, W)`` a level's points step by ``(W // w, H // h)`` (torchvision's
+    anchor centres); without it, by the nominal stride."""
     points_per_level, strides_per_level = [], []
     for (height, width), stride in zip(feature_sizes, strides, strict=True):
-        ys = (torch.arange(height, device=device, dtype=torch.float32) + point_offset) * stride
-        xs = (torch.arange(width, device=device, dtype=torch.float32) + point_offset) * stride
+        step_y, step_x = (
+            (stride, stride) if image_size is None else (image_size[0] // height, image_size[1] // width)
+        )
+        ys = (torch.arange(height, device=device, dtype=torch.float32) + point_offset) * step_y
+        xs = (torch.arange(width, device=device, dtype=torch.float32) + point_offset) * step_x
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
         points_per_level.append(torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1))
         strides_per_level.append(torch.full((height * width,), float(stride), device=device))
@@ -114,7 +123,9 @@ class FCOS(nn.Module):
             raise ValueError(f"backbone returned {len(features)} levels for strides {self.strides}")
         head_outputs = self.head(features)
         feature_sizes = [(f.shape[-2], f.shape[-1]) for f in features]
-        points, strides = make_points(feature_sizes, self.strides, self.point_offset, images.device)
+        points, strides = make_points(
+            feature_sizes, self.strides, self.point_offset, images.device, image_size=tuple(images.shape[-2:])
+        )
         return DenseOutputs(
             points=points,  # [N, 2]
             strides=strides,  # [N]

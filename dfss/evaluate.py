@@ -190,7 +190,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         (output_dir / "predictions.json").write_text(json.dumps(predictions))
     gt = datamodule.datasets[cfg.split].coco
     result = evaluate_coco(
-        gt, predictions, datamodule.class_table, backend=cfg.backend, alarm_fpr=float(cfg.alarm_fpr)
+        gt,
+        predictions,
+        datamodule.class_table,
+        backend=cfg.backend,
+        alarm_fpr=float(cfg.alarm_fpr),
+        alarm_on_unknown=bool(cfg.alarm_on_unknown),
     )
     write_results(result, output_dir)
     unknown_ids = set(datamodule.class_table.unknown_ids)

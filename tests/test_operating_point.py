@@ -173,3 +173,18 @@ def test_screening_figures_are_in_the_coco_metrics():
     # Without any clean image the ROC has no false-positive axis.
     one = evaluate_coco(_gt(), DETECTIONS, table, image_ids=[1, 2]).metrics
     assert math.isnan(one["alarm_auc"]) and math.isnan(one["alarm_score_at_fpr"])
+
+
+def test_alarm_on_unknown_lets_unknown_detections_raise_the_alarm_and_both_ways_are_reported():
+    table = ClassTable.from_categories([*CATEGORIES, SCISSORS])
+    # An unknown detection (mystery, id 20) at 0.7 on the clean image 3 outranks threat image 2's 0.5.
+    detections = [*DETECTIONS, {"image_id": 3, "category_id": 20, "bbox": [0, 0, 5, 5], "score": 0.7}]
+    plain = evaluate_coco(_gt(), detections, table).metrics
+    assert plain["alarm_on_unknown"] == 0.0 and plain["alarm_auc"] == pytest.approx(1.0)
+    with_unknown = evaluate_coco(_gt(), detections, table, alarm_on_unknown=True).metrics
+    # Image scores 0.9 (threat), 0.5 (threat), 0.7 (clean): the clean image outranks one threat image.
+    assert with_unknown["alarm_on_unknown"] == 1.0 and with_unknown["alarm_auc"] == pytest.approx(0.5)
+    assert with_unknown["alarm_score_at_fpr"] == pytest.approx(0.9)  # only 0.9 keeps the clean image quiet
+    for m in (plain, with_unknown):
+        assert m["alarm_auc_dangerous_only"] == pytest.approx(1.0)
+        assert m["alarm_auc_with_unknown"] == pytest.approx(0.5)

@@ -76,22 +76,54 @@ def test_nms_is_class_wise():
     assert sorted(labels.tolist()) == [0, 1] and scores[0] >= scores[1]
 
 
-def test_unknown_rule_relabels_confident_objects_with_no_confident_class():
-    # Point 0: object (quality 0.9) whose best class prob is 0.1 -> unknown when T = 0.2.
-    # Point 2: object with class prob 0.7 -> stays known.
+def test_unknown_rule_adds_unknown_detections_for_objects_no_class_names():
+    # Point 0: object (quality 0.9) whose best class prob is 0.1 -> also unknown when T = 0.2.
+    # Point 2: object with class prob 0.7 -> known only.
     cls = [[[_logit(0.1), _logit(0.05), LOW], [LOW] * 3, [LOW, LOW, _logit(0.7)], [LOW] * 3]]
     quality = [[_logit(0.9), LOW, _logit(0.9), LOW]]
     out = _outputs(cls, [[UNIT_BOX] * 4], quality, POINTS, STRIDES, LEVELS)
     _, scores, labels = postprocess(out, PostProcessConfig(unknown_threshold=0.2), 64).per_image(0)
-    assert sorted(labels.tolist()) == [2, 3]  # 3 = K = unknown
-    assert scores[labels == 3].item() == pytest.approx(0.9, rel=1e-5)
-    # T = 0 disables the rule: point 0 is reported as its best known class.
-    _, _, labels = postprocess(out, PostProcessConfig(unknown_threshold=0.0), 64).per_image(0)
-    assert 3 not in labels.tolist() and 0 in labels.tolist()
+    assert sorted(labels.tolist()) == [0, 1, 2, 3]  # 3 = K = unknown, added beside point 0's classes
+    assert scores[labels == 3].item() == pytest.approx(0.9 * (1 - 0.1), rel=1e-5)  # object and unnamed
+    assert scores.tolist() == sorted(scores.tolist(), reverse=True)
+    # T = 0 disables the rule: the same known detections, no unknown one.
+    _, off_scores, labels = postprocess(out, PostProcessConfig(unknown_threshold=0.0), 64).per_image(0)
+    assert sorted(labels.tolist()) == [0, 1, 2]
     # A point that is not confidently an object never becomes unknown.
     weak = _outputs(cls, [[UNIT_BOX] * 4], [[_logit(0.3), LOW, LOW, LOW]], POINTS, STRIDES, LEVELS)
     _, _, labels = postprocess(weak, PostProcessConfig(unknown_threshold=0.2), 64).per_image(0)
     assert 3 not in labels.tolist()
+
+
+@pytest.mark.parametrize("box_format", ["ltrb", "yolox"])
+def test_unknown_rule_never_changes_the_known_detections(box_format):
+    """Random outputs with many object-like, unnamed points (the case where the old rule filled the
+    cap with unknowns): known detections are identical with T = 0 and T > 0; unknowns have their cap."""
+    g = torch.Generator().manual_seed(0)
+    n, k = 400, 4
+    points = torch.rand(n, 2, generator=g) * 200 + 20
+    out = DenseOutputs(
+        points=points,
+        strides=torch.full((n,), 8.0),
+        num_points_per_level=(300, 100),
+        cls_logits=torch.randn(2, n, k, generator=g) * 2 - 3,  # mostly low class probabilities
+        box_regression=torch.rand(2, n, 4, generator=g) * 2,
+        quality_logits=torch.randn(2, n, generator=g) + 1,  # mostly "something is there"
+        box_format=box_format,
+    )
+    base = PostProcessConfig(score_threshold=0.01, max_detections=30, unknown_max_detections=12)
+    off = postprocess(out, base, 256)
+    assert off.valid.sum(dim=1).tolist() == [30, 30]  # the known cap is reached: the case that matters
+    for T in (0.05, 0.3, 1.0):
+        on = postprocess(out, PostProcessConfig(**{**base.__dict__, "unknown_threshold": T}), 256)
+        for i in range(2):
+            boxes, scores, labels = on.per_image(i)
+            known = labels < k
+            ref_boxes, ref_scores, ref_labels = off.per_image(i)
+            assert torch.equal(boxes[known], ref_boxes) and torch.equal(scores[known], ref_scores)
+            assert torch.equal(labels[known], ref_labels)
+            assert 0 < (~known).sum() <= 12
+            assert scores.tolist() == sorted(scores.tolist(), reverse=True)
 
 
 def test_batched_equals_one_image_at_a_time_and_respects_max_detections():
@@ -145,7 +177,7 @@ def test_coco_results_use_the_dataset_ids_and_its_unknown_category():
     out = _outputs(cls, [[UNIT_BOX] * 4], quality, POINTS, STRIDES, LEVELS)
     dets = postprocess(out, PostProcessConfig(unknown_threshold=0.2), 64)
     results = detections_to_coco(dets, torch.tensor([42]), table)
-    assert {r["category_id"] for r in results} == {11, 20}
+    assert {r["category_id"] for r in results} == {3, 11, 20}  # point 0: known (id 3) and unknown (20)
     assert all(r["image_id"] == 42 for r in results)
     by_cat = {r["category_id"]: r for r in results}
     assert by_cat[11]["bbox"] == pytest.approx([32.0, 32.0, 16.0, 16.0])

@@ -148,12 +148,13 @@ def evaluate_coco(
     backend: str = "pycocotools",
     image_ids: Sequence[int] | None = None,
     alarm_fpr: float = 0.05,
+    alarm_on_unknown: bool = False,
 ) -> CocoMetrics:
     """Score COCO-format ``results`` against ``gt`` (a pycocotools index of the ground-truth json).
 
     ``image_ids`` restricts the evaluation to those images (e.g. the part of a split a shortened run
     evaluated); by default every image of ``gt`` counts. ``alarm_fpr`` is the false-alarm rate whose
-    alarm score is reported.
+    alarm score is reported; ``alarm_on_unknown`` lets unknown detections raise the image alarm too.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -210,6 +211,6 @@ def evaluate_coco(
     known = [c for c in per_class if c.name not in unknown_names and not math.isnan(c.ap)]
     metrics["map_known"] = float(np.mean([c.ap for c in known])) if known else math.nan
     metrics["map50_known"] = float(np.mean([c.ap50 for c in known])) if known else math.nan
-    screening, roc = operating_point_metrics(gt, results, class_table, image_ids, alarm_fpr)
+    screening, roc = operating_point_metrics(gt, results, class_table, image_ids, alarm_fpr, alarm_on_unknown)
     metrics.update(screening)
     return CocoMetrics(metrics, tuple(per_class), pr50, roc)

@@ -1,12 +1,15 @@
 """What a screening desk runs on: the image alarm's ROC and dangerous-object recall at a false-alarm rate.
 
-*Image level.* An image alarms when any detection of a dangerous class scores at least ``s``. Over
+*Image level.* An image alarms when any detection of a dangerous class (with ``alarm_on_unknown``,
+also any detection of the unknown category: an object the model cannot name, which a screening desk
+would usually want a look at) scores at least ``s``. Over
 the images of a split, with "positive" meaning the image holds at least one dangerous object
 (crowd boxes aside), every ``s`` gives a false-positive rate (clean images that alarm) and a
 true-positive rate (images with a threat that alarm): the ROC curve. Reported: its area
 (``alarm_auc``), the TPR at FPR 1 %, 5 % and 10 % (``alarm_tpr_at_fpr_0.01`` ...: the best TPR whose
 FPR does not exceed the rate), and for a requested FPR the lowest score ``s`` that keeps the FPR
-at or below it (``alarm_score_at_fpr``, with the ``alarm_tpr``/``alarm_fpr`` it gives).
+at or below it (``alarm_score_at_fpr``, with the ``alarm_tpr``/``alarm_fpr`` it gives). Both ways
+are always reported as areas: ``alarm_auc_dangerous_only`` and ``alarm_auc_with_unknown``.
 
 *Object level.* A dangerous detection is a true positive when it overlaps an unmatched dangerous
 ground-truth box *of its class* with IoU >= 0.5 (greedy by score, as COCO matches; a detection
@@ -176,14 +179,20 @@ def operating_point_metrics(
     class_table: ClassTable,
     image_ids: Sequence[int] | None = None,
     alarm_fpr: float = 0.05,
+    alarm_on_unknown: bool = False,
 ) -> tuple[dict[str, float], Roc]:
     """The image-alarm and object-recall figures (see the module doc) and the alarm ROC."""
     image_ids = list(image_ids) if image_ids is not None else list(gt.imgs)
     dangerous_ids = {c.coco_id for c in class_table.known if class_table.is_dangerous(c)}
-    best = dict.fromkeys(image_ids, 0.0)
-    for r in results:
-        if r["category_id"] in dangerous_ids and r["image_id"] in best:
-            best[r["image_id"]] = max(best[r["image_id"]], float(r["score"]))
+    with_unknown = dangerous_ids | set(class_table.unknown_ids)
+
+    def alarm_scores(alarm_ids: set[int]) -> list[float]:
+        best = dict.fromkeys(image_ids, 0.0)
+        for r in results:
+            if r["category_id"] in alarm_ids and r["image_id"] in best:
+                best[r["image_id"]] = max(best[r["image_id"]], float(r["score"]))
+        return [best[i] for i in image_ids]
+
     has_threat = dict.fromkeys(image_ids, False)
     for ann in gt.dataset["annotations"]:
         if (
@@ -192,8 +201,16 @@ def operating_point_metrics(
             and not ann.get("iscrowd", 0)
         ):
             has_threat[ann["image_id"]] = True
-    roc = image_alarm_roc([best[i] for i in image_ids], [has_threat[i] for i in image_ids])
-    metrics = {"alarm_auc": roc.auc}
+    positive = [has_threat[i] for i in image_ids]
+    rocs = {ids_are_unknown: image_alarm_roc(alarm_scores(ids), positive)
+            for ids_are_unknown, ids in ((False, dangerous_ids), (True, with_unknown))}  # fmt: skip
+    roc = rocs[alarm_on_unknown]
+    metrics = {
+        "alarm_auc": roc.auc,
+        "alarm_on_unknown": float(alarm_on_unknown),
+        "alarm_auc_dangerous_only": rocs[False].auc,
+        "alarm_auc_with_unknown": rocs[True].auc,
+    }
     for rate in ALARM_FPRS:
         metrics[f"alarm_tpr_at_fpr_{rate:g}"] = roc.tpr_at(rate)
     score, tpr, fpr = roc.score_at(alarm_fpr)

@@ -8,11 +8,20 @@ Scores: FCOS ``sqrt(sigmoid(cls) * sigmoid(centerness))``, YOLOX ``sigmoid(objec
 (chosen from ``outputs.box_format`` unless ``score_mode`` says otherwise).
 
 The unknown rule (paper §2.3), with threshold ``T`` = ``unknown_threshold``: a point whose quality
-(objectness / centerness probability) is at least ``unknown_min_quality`` — something is there — but
-whose best class probability is below ``T`` — the model cannot name it — is emitted as the unknown
-class (label ``K``, one past the known classes) scored by its quality, *instead of* as a known class.
-``T = 0`` disables the rule. Map label ``K`` to the dataset's unknown category with
+(objectness / centerness probability ``q``) is at least ``unknown_min_quality`` — something is there —
+but whose best class probability ``p_max`` is below ``T`` — the model cannot name it — is *also*
+emitted as the unknown class (label ``K``, one past the known classes), scored ``q · (1 − p_max)``:
+"an object, and an unnamed one". The rule only adds: the known detections, their scores and their
+cap (``max_detections``) are exactly those of the rule switched off, and the unknown detections have
+a cap of their own (``unknown_max_detections``), so switching the rule on never costs a known
+detection (a screening desk switches it on to add a warning, never to lose a knife). ``T = 0``
+disables the rule. Map label ``K`` to the dataset's unknown category with
 :func:`detections_to_coco`, which looks it up in the class table (never a hard-coded index).
+
+What "quality" means per model family: YOLOX's objectness (trained on every point: is an object
+here?); a plain FCOS student's centerness, which is trained on foreground points only and so says
+little about background (it sits near 0.5 there — the rule is weak for plain FCOS); a DFSS student's
+centerness, which the KD loc term teaches to follow the teacher's objectness on every point.
 
 Two steps: :func:`decode` turns raw outputs into boxes in input pixels and probabilities
 (:class:`DecodedOutputs`, fixed by the weights — what an exported model computes in its graph), and
@@ -43,9 +52,10 @@ class PostProcessConfig:
     score_threshold: float = 0.05  # score floor for candidates
     nms_iou: float = 0.6  # class-wise NMS IoU threshold
     topk_per_level: int = 1000  # candidates kept per pyramid level before NMS
-    max_detections: int = 100  # per image
+    max_detections: int = 100  # known detections per image
     unknown_threshold: float = 0.0  # T of the unknown rule; 0 disables it
     unknown_min_quality: float = 0.5  # quality probability a point needs to count as an object
+    unknown_max_detections: int = 100  # unknown detections per image, on top of max_detections
     score_mode: str | None = None  # "sqrt_product" (FCOS) | "product" (YOLOX) | None: from box_format
 
     def __post_init__(self) -> None:
@@ -53,8 +63,8 @@ class PostProcessConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {value}")
-        if self.topk_per_level <= 0 or self.max_detections <= 0:
-            raise ConfigError("topk_per_level and max_detections must be positive")
+        if self.topk_per_level <= 0 or self.max_detections <= 0 or self.unknown_max_detections <= 0:
+            raise ConfigError("topk_per_level, max_detections and unknown_max_detections must be positive")
         if self.score_mode is not None and self.score_mode not in SCORE_MODES:
             raise ConfigError(f"score_mode must be one of {SCORE_MODES} or None, got {self.score_mode!r}")
 
@@ -65,24 +75,33 @@ class UnknownRule:
 
     T: float = 0.0
     min_quality: float = 0.5
+    max_detections: int = 100  # unknown detections per image, on top of the known ones
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.T <= 1.0:
             raise ConfigError(f"the unknown threshold T must be in [0, 1], got {self.T}")
         if not 0.0 <= self.min_quality <= 1.0:
             raise ConfigError(f"min_quality must be in [0, 1], got {self.min_quality}")
+        if self.max_detections <= 0:
+            raise ConfigError(f"threshold.max_detections must be positive, got {self.max_detections}")
 
     def apply(self, config: PostProcessConfig) -> PostProcessConfig:
-        """``config`` with this rule's threshold and quality floor."""
-        return dataclasses.replace(config, unknown_threshold=self.T, unknown_min_quality=self.min_quality)
+        """``config`` with this rule's threshold, quality floor and cap."""
+        return dataclasses.replace(
+            config,
+            unknown_threshold=self.T,
+            unknown_min_quality=self.min_quality,
+            unknown_max_detections=self.max_detections,
+        )
 
 
 @dataclass(frozen=True)
 class Detections:
-    """Detections of ``B`` images, padded to ``D = max_detections``; ``valid`` marks the real ones."""
+    """Detections of ``B`` images, padded to ``D`` (``max_detections``, plus ``unknown_max_detections``
+    with the unknown rule on); ``valid`` marks the real ones."""
 
     boxes: Tensor  # [B, D, 4] xyxy in original image pixels
-    scores: Tensor  # [B, D] sorted descending within each image
+    scores: Tensor  # [B, D] sorted descending within each image (valid ones first)
     labels: Tensor  # [B, D] int64: 0..K-1 known classes, K = unknown
     valid: Tensor  # [B, D] bool
 
@@ -114,29 +133,18 @@ def decode(outputs: DenseOutputs) -> DecodedOutputs:
     )
 
 
-def _scores(class_probs: Tensor, quality: Tensor, box_format: str, config: PostProcessConfig) -> Tensor:
+def known_scores(class_probs: Tensor, quality: Tensor, box_format: str, config: PostProcessConfig) -> Tensor:
+    """``[B, N, K]`` score per point and known class (the unknown rule never changes them)."""
     mode = config.score_mode or _DEFAULT_SCORE_MODE[box_format]
-    known = (
-        (class_probs * quality[..., None]).sqrt()
-        if mode == "sqrt_product"
-        else class_probs * quality[..., None]
-    )
-    if config.unknown_threshold > 0:
-        is_unknown = (class_probs.amax(dim=-1) < config.unknown_threshold) & (
-            quality >= config.unknown_min_quality
-        )
-        known = known.masked_fill(is_unknown[..., None], 0.0)
-        unknown = torch.where(is_unknown, quality, torch.zeros_like(quality))
-    else:
-        unknown = torch.zeros_like(quality)
-    return torch.cat([known, unknown[..., None]], dim=-1)
+    product = class_probs * quality[..., None]
+    return product.sqrt() if mode == "sqrt_product" else product
 
 
-def candidate_scores(outputs: DenseOutputs, config: PostProcessConfig) -> Tensor:
-    """``[B, N, K + 1]`` scores per point and class; the last column is the unknown class."""
-    cls_prob = outputs.cls_logits.float().sigmoid()  # [B, N, K]
-    quality = outputs.quality_logits.float().sigmoid()  # [B, N]
-    return _scores(cls_prob, quality, outputs.box_format, config)
+def unknown_scores(class_probs: Tensor, quality: Tensor, config: PostProcessConfig) -> Tensor:
+    """``[B, N, 1]``: ``q · (1 − p_max)`` where the point is an object no class names, else 0."""
+    best = class_probs.amax(dim=-1)
+    flagged = (best < config.unknown_threshold) & (quality >= config.unknown_min_quality)
+    return torch.where(flagged, quality * (1.0 - best), torch.zeros_like(quality))[..., None]
 
 
 def _topk_per_level(scores: Tensor, num_points_per_level: tuple[int, ...], k: int) -> tuple[Tensor, Tensor]:
@@ -176,14 +184,34 @@ def postprocess_decoded(
     orig_sizes: Tensor | None = None,
 ) -> Detections:
     """:func:`postprocess` from already decoded outputs (e.g. an exported model's)."""
-    batch = decoded.boxes.shape[0]
-    width = decoded.class_probs.shape[-1] + 1
-    scores = _scores(decoded.class_probs, decoded.quality, decoded.box_format, config)
-    top_scores, flat_index = _topk_per_level(scores, decoded.num_points_per_level, config.topk_per_level)
-    point_index, labels = flat_index // width, flat_index % width
-    boxes = decoded.boxes.gather(1, point_index[..., None].expand(-1, -1, 4)).clamp(0, input_size)
+    boxes = decoded.boxes.clamp(0, input_size)
     if orig_sizes is not None:
         boxes = letterbox_to_original(boxes, orig_sizes, input_size)
+    known = known_scores(decoded.class_probs, decoded.quality, decoded.box_format, config)
+    detections = _select(boxes, known, decoded.num_points_per_level, config, config.max_detections, 0)
+    if config.unknown_threshold <= 0:
+        return detections
+    unknown = unknown_scores(decoded.class_probs, decoded.quality, config)
+    flagged = _select(
+        boxes, unknown, decoded.num_points_per_level, config, config.unknown_max_detections, known.shape[-1]
+    )
+    return _merge(detections, flagged)
+
+
+def _select(
+    boxes: Tensor,
+    scores: Tensor,
+    num_points_per_level: tuple[int, ...],
+    config: PostProcessConfig,
+    cap: int,
+    first_label: int,
+) -> Detections:
+    """Top-k per level, score floor, class-wise NMS and at most ``cap`` per image, for ``scores``
+    ``[B, N, W]`` of labels ``first_label .. first_label + W − 1`` at the points' ``boxes [B, N, 4]``."""
+    batch, width = scores.shape[0], scores.shape[-1]
+    top_scores, flat_index = _topk_per_level(scores, num_points_per_level, config.topk_per_level)
+    point_index, labels = flat_index // width, flat_index % width + first_label
+    boxes = boxes.gather(1, point_index[..., None].expand(-1, -1, 4))
 
     # One NMS over the candidates of all images: (image, class) is the NMS group.
     image_index = torch.arange(batch, device=boxes.device)[:, None].expand_as(labels)
@@ -194,26 +222,43 @@ def postprocess_decoded(
     )
     cand_boxes, cand_scores = boxes[keep], top_scores[keep]
     cand_labels, cand_images = labels[keep], image_index[keep]
-    kept = batched_nms(cand_boxes, cand_scores, cand_images * width + cand_labels, config.nms_iou)
+    groups = cand_images * (first_label + width) + cand_labels
+    kept = batched_nms(cand_boxes, cand_scores, groups, config.nms_iou)
     # batched_nms returns indices by descending score; a stable sort by image keeps that order per image.
     kept = kept[torch.sort(cand_images[kept], stable=True).indices]
     kept_images = cand_images[kept]
     counts = torch.bincount(kept_images, minlength=batch)
     first = torch.cumsum(counts, 0) - counts
     rank = torch.arange(len(kept), device=boxes.device) - first[kept_images]
-    take = rank < config.max_detections
+    take = rank < cap
     kept, kept_images, rank = kept[take], kept_images[take], rank[take]
 
-    d = config.max_detections
-    out_boxes = boxes.new_zeros(batch, d, 4)
-    out_scores = boxes.new_zeros(batch, d)
-    out_labels = torch.full((batch, d), -1, dtype=torch.int64, device=boxes.device)
-    valid = torch.zeros(batch, d, dtype=torch.bool, device=boxes.device)
+    out_boxes = boxes.new_zeros(batch, cap, 4)
+    out_scores = boxes.new_zeros(batch, cap)
+    out_labels = torch.full((batch, cap), -1, dtype=torch.int64, device=boxes.device)
+    valid = torch.zeros(batch, cap, dtype=torch.bool, device=boxes.device)
     out_boxes[kept_images, rank] = cand_boxes[kept]
     out_scores[kept_images, rank] = cand_scores[kept]
     out_labels[kept_images, rank] = cand_labels[kept]
     valid[kept_images, rank] = True
     return Detections(out_boxes, out_scores, out_labels, valid)
+
+
+def _merge(first: Detections, second: Detections) -> Detections:
+    """Both sets per image, sorted by score (valid ones first)."""
+    boxes = torch.cat([first.boxes, second.boxes], dim=1)
+    scores = torch.cat([first.scores, second.scores], dim=1)
+    labels = torch.cat([first.labels, second.labels], dim=1)
+    valid = torch.cat([first.valid, second.valid], dim=1)
+    order = torch.where(valid, scores, torch.full_like(scores, -1.0)).argsort(
+        dim=1, descending=True, stable=True
+    )
+    return Detections(
+        boxes.gather(1, order[..., None].expand(-1, -1, 4)),
+        scores.gather(1, order),
+        labels.gather(1, order),
+        valid.gather(1, order),
+    )
 
 
 def detections_to_coco(detections: Detections, image_ids: Tensor, class_table: ClassTable) -> list[dict]:

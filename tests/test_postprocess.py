@@ -87,8 +87,9 @@ def test_unknown_rule_adds_unknown_detections_for_objects_no_class_names():
     assert scores[labels == 3].item() == pytest.approx(0.9 * (1 - 0.1), rel=1e-5)  # object and unnamed
     assert scores.tolist() == sorted(scores.tolist(), reverse=True)
     # T = 0 disables the rule: the same known detections, no unknown one.
-    _, off_scores, labels = postprocess(out, PostProcessConfig(unknown_threshold=0.0), 64).per_image(0)
-    assert sorted(labels.tolist()) == [0, 1, 2]
+    _, off_scores, off_labels = postprocess(out, PostProcessConfig(unknown_threshold=0.0), 64).per_image(0)
+    assert sorted(off_labels.tolist()) == [0, 1, 2]
+    assert torch.equal(scores[labels < 3], off_scores)
     # A point that is not confidently an object never becomes unknown.
     weak = _outputs(cls, [[UNIT_BOX] * 4], [[_logit(0.3), LOW, LOW, LOW]], POINTS, STRIDES, LEVELS)
     _, _, labels = postprocess(weak, PostProcessConfig(unknown_threshold=0.2), 64).per_image(0)

@@ -29,6 +29,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from dfss.config import run_hydra_app
 from dfss.data.datamodule import XrayDataModule
@@ -106,10 +108,32 @@ def check_output_folders(cfg: DictConfig) -> None:
             check_writable(callback.dirpath, "checkpoint folder")
 
 
+WEIGHT_KEYS = ("weights", "weights_path", "pretrained_backbone")  # a model config's pretrained weights
+
+
+def refuse_frozen_random_layers(net_cfg: DictConfig, model: nn.Module) -> None:
+    """Frozen batch norm and frozen stages are for pretrained weights: a model built without any
+    would train with random layers that never learn (frozen BN at its initial statistics is the
+    identity). A clear error naming the settings, never a silent run."""
+    if any(net_cfg.get(key) for key in WEIGHT_KEYS):
+        return
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    frozen_norm = [name for name, m in model.named_modules() if isinstance(m, FrozenBatchNorm2d)]
+    if frozen or frozen_norm:
+        settings = {k: net_cfg.get(k) for k in ("norm", "trainable_backbone_layers") if k in net_cfg}
+        raise ConfigError(
+            f"{net_cfg.get('_target_')} without weights would train {len(frozen)} frozen random tensors "
+            f"and {len(frozen_norm)} frozen batch norms ({', '.join(f'{k}={v}' for k, v in settings.items())}): "
+            "those are for pretrained weights; leave model.net.norm=auto and "
+            "model.net.trainable_backbone_layers=null, or give model.net.weights=<file>"
+        )
+
+
 def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
     """The Lightning module of ``cfg.module`` with its model, criterion, post-processing and teacher."""
     table = datamodule.class_table
     model = instantiate(cfg.model.net, num_classes=table.num_classes)
+    refuse_frozen_random_layers(cfg.model.net, model)
     class_weights = table.class_weights(float(cfg.loss.dangerous_weight))
     criterion = instantiate(cfg.model.criterion, num_classes=table.num_classes, class_weights=class_weights)
     postprocess_config = instantiate(cfg.threshold).apply(instantiate(cfg.model.postprocess))

@@ -17,6 +17,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from dfss.models.fcos import (
+    FCOS,
     FCOS_VARIANTS,
     FCOSCriterion,
     assign_fcos_targets,
@@ -41,6 +42,11 @@ def one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def torchvision_recipe(num_classes: int, **kwargs) -> FCOS:
+    """``fcos_r50`` as torchvision builds it for pretrained weights (frozen BN, 3 trainable stages)."""
+    return fcos_r50(num_classes, norm="frozen_bn", trainable_backbone_layers=3, **kwargs)
 
 
 def tiny_batch(size: int = 64) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
@@ -99,7 +105,7 @@ def test_output_shapes(variant: str, box_head: str) -> None:
 
 def test_model_normalises_its_input_and_does_not_branch_on_training() -> None:
     torch.manual_seed(0)
-    model = fcos_r50(NUM_CLASSES)  # FrozenBN + GroupNorm: no batch statistics anywhere
+    model = torchvision_recipe(NUM_CLASSES)  # FrozenBN + GroupNorm: no batch statistics anywhere
     images, _, _ = tiny_batch(64)
     with torch.no_grad():
         train_out = model.train()(images)
@@ -145,8 +151,9 @@ def test_every_parameter_receives_a_gradient(variant: str, box_head: str) -> Non
     no_grad = [name for name, p in trainable if p.grad is None or not p.grad.abs().sum() > 0]
     assert no_grad == []
     assert all(torch.isfinite(p.grad).all() for _, p in trainable)
-    if variant == "fcos_r50":  # torchvision's default: conv1 and layer1 frozen
-        assert not model.backbone.body.conv1.weight.requires_grad
+    if variant == "fcos_r50":  # without weights torchvision's default too: everything trains
+        assert model.backbone.body.conv1.weight.requires_grad
+        assert len(trainable) == len(list(model.parameters()))
 
 
 # ---------------------------------------------------------------- assignment
@@ -383,7 +390,7 @@ def parity_models() -> tuple[TorchvisionFCOS, torch.nn.Module]:
         reference.head.regression_head.bbox_reg.bias.uniform_(0.5, 3.0)
         reference.head.regression_head.bbox_ctrness.bias.fill_(0.3)
         reference.head.classification_head.cls_logits.bias.uniform_(-3.0, 0.0)
-    ours = fcos_r50(NUM_CLASSES)
+    ours = torchvision_recipe(NUM_CLASSES)
     ours.load_state_dict(reference.state_dict())  # strict: identical module names
     return reference.train(), ours.train()
 
@@ -458,7 +465,7 @@ def coco_like_checkpoint(tmp_path_factory) -> tuple:
 def test_checkpoint_round_trip_with_class_count_change(coco_like_checkpoint, caplog) -> None:
     path, state = coco_like_checkpoint
     torch.manual_seed(0)
-    model = fcos_r50(NUM_CLASSES)
+    model = torchvision_recipe(NUM_CLASSES)
     with torch.no_grad():  # as if trained before: the load must reset the layer, not keep it
         model.head.classification_head.cls_logits.bias.fill_(7.0)
     with caplog.at_level(logging.WARNING):
@@ -478,7 +485,7 @@ def test_checkpoint_round_trip_with_class_count_change(coco_like_checkpoint, cap
 
 def test_wrong_weights_files_give_clear_errors(coco_like_checkpoint, tmp_path) -> None:
     path, state = coco_like_checkpoint
-    model = fcos_r50(NUM_CLASSES)
+    model = torchvision_recipe(NUM_CLASSES)
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint")
     with pytest.raises(ValueError, match="not a loadable PyTorch weights file"):
@@ -495,7 +502,7 @@ def test_wrong_weights_files_give_clear_errors(coco_like_checkpoint, tmp_path) -
         ValueError, match=r"missing keys \(\d+\): backbone\.body\..*unexpected keys \(\d+\): bn1\.bias"
     ):
         load_torchvision_fcos_weights(model, classifier)
-    distribution = fcos_r50(NUM_CLASSES, box_head="distribution")
+    distribution = torchvision_recipe(NUM_CLASSES, box_head="distribution")
     before = {k: v.clone() for k, v in distribution.state_dict().items()}
     with pytest.raises(ValueError, match=r"head\.regression_head\.bbox_reg\.weight: file \(4, 256, 3, 3\)"):
         load_torchvision_fcos_weights(distribution, path)
@@ -503,10 +510,14 @@ def test_wrong_weights_files_give_clear_errors(coco_like_checkpoint, tmp_path) -
 
 
 def test_r50_from_scratch_has_learning_batch_norm_and_no_frozen_stage(coco_like_checkpoint) -> None:
-    frozen = fcos_r50(NUM_CLASSES)  # torchvision's recipe for pretrained weights
+    frozen = torchvision_recipe(NUM_CLASSES)  # torchvision's recipe for pretrained weights
     assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())
     assert not frozen.backbone.body.conv1.weight.requires_grad
-    scratch = fcos_r50(NUM_CLASSES, norm="bn", trainable_backbone_layers=5).train()
+    path, _ = coco_like_checkpoint
+    with_weights = fcos_r50(91, weights=path)  # the default with weights: that recipe
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in with_weights.modules())
+    assert not with_weights.backbone.body.conv1.weight.requires_grad
+    scratch = fcos_r50(NUM_CLASSES).train()  # the default without weights: learning BN, all trainable
     assert not any(isinstance(m, FrozenBatchNorm2d) for m in scratch.modules())
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in scratch.backbone.body.modules()) == 53
     assert all(p.requires_grad for p in scratch.parameters())
@@ -519,7 +530,6 @@ def test_r50_from_scratch_has_learning_batch_norm_and_no_frozen_stage(coco_like_
     FCOSCriterion(NUM_CLASSES)(scratch(images), boxes, labels)["loss"].backward()
     assert not torch.equal(running, scratch.backbone.body.bn1.running_mean)  # statistics are learnt
     assert scratch.backbone.body.conv1.weight.grad.abs().sum() > 0
-    path, _ = coco_like_checkpoint
     with pytest.raises(ValueError, match=r"model\.net\.norm=bn cannot load .* \(norm=frozen_bn\)"):
         fcos_r50(91, weights=path, norm="bn")
     with pytest.raises(ValueError, match=r"norm must be one of \['bn', 'frozen_bn'\], got 'gn'"):

@@ -427,3 +427,26 @@ def test_wandb_logger_does_not_print_wandbs_anonymous_setting_warning(tmp_path):
     assert list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))  # wandb.init ran, offline
     assert "wandb:" in output  # wandb did speak: the warning would have been seen
     assert "anonymous" not in output
+
+
+def test_training_refuses_frozen_random_layers_and_defaults_to_learning_batch_norm(synth_tiny, tmp_path):
+    """fcos_r50 without weights: learning BN and every stage trainable by default; frozen BN or frozen
+    stages without a weights file are refused with a clear error, not trained silently."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    from dfss.errors import ConfigError
+
+    datamodule = None
+    for extra, refused in (([], False), (["model.net.norm=frozen_bn"], True),
+                           (["model.net.trainable_backbone_layers=3"], True)):  # fmt: skip
+        cfg = compose_config("train", _tiny(synth_tiny, ["model=fcos_r50", "test=false", *extra]), tmp_path)
+        datamodule = datamodule or instantiate(cfg.data)
+        if refused:
+            with pytest.raises(
+                ConfigError, match=r"without weights would train .*frozen.*model\.net\.norm=auto"
+            ):
+                build_module(cfg, datamodule)
+            continue
+        module = build_module(cfg, datamodule)
+        assert all(p.requires_grad for p in module.model.parameters())
+        assert not any(isinstance(m, FrozenBatchNorm2d) for m in module.model.modules())

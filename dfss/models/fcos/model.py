@@ -141,21 +141,27 @@ class FCOS(nn.Module):
 def fcos_r50(
     num_classes: int,
     weights: str | Path | None = None,
-    trainable_backbone_layers: int = 3,
+    trainable_backbone_layers: int | None = None,
     box_head: str = "scalar",
     num_bins: int = 17,
     use_scales: bool = False,
     point_offset: float = 0.0,
-    norm: str = "frozen_bn",
+    norm: str = "auto",
 ) -> FCOS:
-    """torchvision's ``fcos_resnet50_fpn`` architecture (FrozenBN ResNet-50, FPN, GN head, no scales).
+    """torchvision's ``fcos_resnet50_fpn`` architecture (ResNet-50, FPN, GN head, no scales).
 
     ``weights``: a local ``fcos_resnet50_fpn_coco-*.pth`` (bare state dict); the class logits layer
-    is re-initialised when ``num_classes`` differs from the file's (logged). The defaults keep it
-    torchvision's exact model; ``box_head="distribution"`` or ``use_scales=True`` depart from it
-    (and then a torchvision checkpoint no longer fits the box layer: an error). ``norm="bn"``
-    (with ``trainable_backbone_layers=5``) is for training from random init, without weights.
+    is re-initialised when ``num_classes`` differs from the file's (logged). The defaults are
+    torchvision's: with weights, frozen batch norm and 3 trainable stages (its recipe for pretrained
+    weights); without, learning batch norm and every stage trainable (``norm="auto"``,
+    ``trainable_backbone_layers=None``), as ``fcos_resnet50_fpn(weights=None)`` builds it.
+    ``box_head="distribution"`` or ``use_scales=True`` depart from torchvision's model (and then a
+    torchvision checkpoint no longer fits the box layer: an error).
     """
+    if norm == "auto":
+        norm = "frozen_bn" if weights is not None else "bn"
+    if trainable_backbone_layers is None:
+        trainable_backbone_layers = 3 if weights is not None else 5
     if weights is not None and norm != "frozen_bn":
         raise ConfigError(
             f"model.net.norm={norm} cannot load {weights}: torchvision's FCOS weights are for the frozen "

@@ -25,6 +25,7 @@ from dfss.distill import (
     level_strides,
     ltrb_distances,
     point_weights,
+    representable,
     softmax_kl_with_logits,
     two_hot_target,
 )
@@ -338,12 +339,16 @@ def test_two_hot_and_gaussian_targets_by_hand():
     assert torch.allclose(gauss, expected / expected.sum(), atol=1e-6)
 
 
-def test_bbox_kl_by_hand_and_points_outside_the_box_are_left_out():
-    # uniform student over R=4 bins, target 1.5 on each side → q = [0, .5, .5, 0]: KL = ln 2 per side
-    logits = torch.zeros(1, 2, 4, 4)
-    distances = torch.tensor([[[1.5, 1.5, 1.5, 1.5], [-0.5, 1.5, 1.5, 1.5]]])  # 2nd point outside
+def test_bbox_kl_by_hand_and_points_outside_the_box_or_the_bins_are_left_out():
+    # uniform student over R=4 bins, target 1.5 on each side → q = [0, .5, .5, 0]: KL = ln 2 per side,
+    # averaged over the 4 sides (the scale of the student's DFL): ln 2 per point
+    logits = torch.zeros(1, 3, 4, 4)
+    distances = torch.tensor(
+        [[[1.5, 1.5, 1.5, 1.5], [-0.5, 1.5, 1.5, 1.5], [1.5, 1.5, 3.5, 1.5]]]
+    )  # 2nd point outside its box, 3rd box past the last bin (3): both left out, not clipped
     loss = kd_bbox_loss(logits, distances)
-    assert loss.item() == pytest.approx(4 * math.log(2), rel=1e-5)  # one point counted, not two
+    assert loss.item() == pytest.approx(math.log(2), rel=1e-5)  # one point counted, not three
+    assert representable(distances, 4).tolist() == [[1.0, 0.0, 0.0]]
 
 
 def test_ltrb_distances_by_hand():

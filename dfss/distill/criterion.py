@@ -44,6 +44,7 @@ from dfss.distill.losses import (
     kd_loc_loss,
     ltrb_distances,
     point_weights,
+    representable,
     teacher_confidence,
 )
 from dfss.models.common import mean_across_ranks
@@ -200,9 +201,10 @@ class DistillationLoss(nn.Module):
         distances = ltrb_distances(
             teacher_boxes, student.points[s_idx].float()[None], student.strides[s_idx].float()[None]
         )  # [B, M, 4] in student stride units
-        weight = weight * (distances >= 0).all(dim=-1).float()  # boxes not containing the point: out
+        logits = student.box_distribution_logits[:, s_idx]
+        weight = weight * representable(distances, logits.shape[-1])  # boxes it cannot express: out
         return kd_bbox_loss(
-            student.box_distribution_logits[:, s_idx],
+            logits,
             distances,
             weight,
             self.bbox_temperature,

@@ -73,6 +73,13 @@ def ltrb_distances(boxes: Tensor, points: Tensor, strides: Tensor) -> Tensor:
     return torch.cat([left_top, right_bottom], dim=-1) / stride
 
 
+def representable(distances: Tensor, num_bins: int) -> Tensor:
+    """``[...]`` 1.0 where the box of the distances ``[..., 4]`` contains its point and fits the bins
+    ``0..R−1`` (every side in ``[0, R − 1]``), else 0.0: the points the box KD term covers."""
+    distances = distances.detach()
+    return ((distances >= 0) & (distances <= num_bins - 1)).all(dim=-1).float()
+
+
 def two_hot_target(distances: Tensor, num_bins: int) -> Tensor:
     """``[..., R]`` distributions over the bins ``0..R−1``: the mass of each distance (clipped to
     ``[0, R − 1 − ε]``) split linearly between its floor and ceil bins, as GFL's DFL. The expectation
@@ -200,14 +207,19 @@ def kd_bbox_loss(
     sigma: float = 1.0,
     normalizer: Tensor | None = None,
 ) -> Tensor:
-    """``L_bbox_soft``: KL between per-side distance distributions, summed over the 4 sides.
+    """``L_bbox_soft``: KL between per-side distance distributions, averaged over the 4 sides.
 
     ``pred_logits [B, M, 4, R]``: the student's logits over the bins ``0..R−1`` (stride units);
     ``target_distances [B, M, 4]``: the teacher's box as distances from the *student's* point in the
     student's stride units (:func:`ltrb_distances`), made a distribution by :func:`two_hot_target`
-    or :func:`gaussian_target` after clipping to ``[0, R − 1 − ε]``. Points whose teacher box does
-    not contain the student's point (a negative distance) are left out — of the sum and of the
-    default normaliser. A caller passing ``normalizer`` must leave them out of it too.
+    or :func:`gaussian_target`. The mean over the sides puts the term on the scale of the student's
+    own DFL (GFL averages its 4 sides too); a sum would weigh it 4x. Left out — of the sum and of
+    the default normaliser — are points whose teacher box does not contain the student's point (a
+    negative distance) and points whose box reaches past the last bin (a side over ``R − 1``
+    strides): the student's distribution cannot express that box, and clipping it would teach a
+    truncated one. FCOS's own assignment keeps every level's targets under 8 strides (P3–P6: the
+    scale ranges), so with ``R = 17`` what is left out are the teacher's large boxes seen from
+    fine levels. A caller passing ``normalizer`` must leave them out of it too.
     """
     num_bins = pred_logits.shape[-1]
     if target == "two_hot":
@@ -216,8 +228,8 @@ def kd_bbox_loss(
         target_probs = gaussian_target(target_distances, num_bins, sigma)
     else:
         raise ValueError(f"bbox target must be one of {BOX_TARGETS}, got {target!r}")
-    kl = distribution_kl_with_logits(pred_logits, target_probs, temperature).sum(dim=-1)  # [B, M]
-    inside = (target_distances.detach() >= 0).all(dim=-1).float()
+    kl = distribution_kl_with_logits(pred_logits, target_probs, temperature).mean(dim=-1)  # [B, M]
+    inside = representable(target_distances, num_bins)
     weight = inside if weight is None else weight.detach().float() * inside
     return _weighted_mean(kl, weight, normalizer)
 

@@ -69,3 +69,15 @@ def test_hydra_flags_may_follow_the_overrides():
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "seed: 5" in proc.stdout and "yolox" in proc.stdout
+
+
+def test_kd_balance_options_change_only_what_they_name(tmp_path):
+    def kd(option: str):
+        return instantiate(compose_config("train", [f"loss={option}"], tmp_path).loss.distill)
+
+    base, summed, student = kd("distill"), kd("kd_bbox_sum"), kd("kd_student_points")
+    assert summed.lambda_bbox == pytest.approx(4 * base.lambda_bbox)  # the old sum over the 4 sides
+    assert (summed.lambda_loc, summed.lambda_cls) == (base.lambda_loc, base.lambda_cls)
+    assert (student.cls_points, student.bbox_points) == ("student_positive", "student_positive")
+    assert (base.cls_points, base.bbox_points) == ("teacher_confident", "teacher_confident")
+    assert student.loc_points == base.loc_points and student.lambda_bbox == base.lambda_bbox

@@ -137,12 +137,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def bench_script(name: str):
-    """``bench/<name>.py`` imported as a module (the scripts are not a package), to call its
-    ``main`` or read its tables in-process."""
+def bench_script(name: str, folder: str = "bench"):
+    """``<folder>/<name>.py`` (``bench/`` or ``experiments/``) imported as a module (the scripts are
+    not a package), to call its ``main`` or read its tables in-process."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "bench" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -24,7 +24,8 @@ from dfss.distill import DistillationLoss
 from dfss.models.fcos import FCOSCriterion, fcos_r50
 from dfss.models.outputs import DenseOutputs, decode_boxes
 from dfss.models.yolox import YOLOXCriterion, yolox_s
-from dfss.precision import BF16, FP32, native_bf16, resolve_precision
+from dfss.errors import ConfigError
+from dfss.precision import BF16, FP32, native_bf16, prepare_for_inference, resolve_precision
 
 CLASSES = 5
 SIZE = 256
@@ -174,3 +175,8 @@ def test_precision_auto_follows_the_hardware():
     assert resolve_precision("bf16-mixed", "cpu") == BF16
     if not torch.cuda.is_available():
         assert resolve_precision("auto", "cuda") == FP32
+    model = torch.nn.Conv2d(3, 4, 3)
+    with pytest.raises(ConfigError, match="precision must be one of auto, 32-true, bf16-mixed, got 'fp16'"):
+        prepare_for_inference(model, torch.device("cpu"), "fp16")
+    assert prepare_for_inference(model, torch.device("cpu"), BF16) == BF16
+    assert model.weight.is_contiguous(memory_format=torch.channels_last) and model.weight.dtype == torch.float32

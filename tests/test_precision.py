@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from dfss.distill import DistillationLoss
+from dfss.errors import ConfigError
 from dfss.models.fcos import FCOSCriterion, fcos_r50
 from dfss.models.outputs import DenseOutputs, decode_boxes
 from dfss.models.yolox import YOLOXCriterion, yolox_s
-from dfss.errors import ConfigError
 from dfss.precision import BF16, FP32, native_bf16, prepare_for_inference, resolve_precision
 
 CLASSES = 5
@@ -179,4 +179,6 @@ def test_precision_auto_follows_the_hardware():
     with pytest.raises(ConfigError, match="precision must be one of auto, 32-true, bf16-mixed, got 'fp16'"):
         prepare_for_inference(model, torch.device("cpu"), "fp16")
     assert prepare_for_inference(model, torch.device("cpu"), BF16) == BF16
-    assert model.weight.is_contiguous(memory_format=torch.channels_last) and model.weight.dtype == torch.float32
+    assert (
+        model.weight.is_contiguous(memory_format=torch.channels_last) and model.weight.dtype == torch.float32
+    )

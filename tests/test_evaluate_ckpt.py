@@ -42,6 +42,9 @@ METRIC_KEYS = {
     "map_known",
     "map50_known",
     "alarm_auc",
+    "alarm_on_unknown",
+    "alarm_auc_dangerous_only",
+    "alarm_auc_with_unknown",
     *(f"alarm_tpr_at_fpr_{rate}" for rate in ("0.01", "0.05", "0.1")),
     "alarm_fpr_target",
     "alarm_score_at_fpr",
@@ -144,11 +147,14 @@ def test_unknown_rule_labels_with_the_data_sets_unknown_category(
     run(_eval_cfg(synth_root, tmp_path / "high", f"ckpt_path={student_ckpt}", *overrides))
 
     high, off = _predictions(tmp_path / "high"), _predictions(ckpt_eval[1])
-    # Two training steps leave every class probability far below 0.9: every detection is unknown.
-    assert high and {p["category_id"] for p in high} == unknown_ids
+    # Two training steps leave every class probability far below 0.9: every object-like point is
+    # also reported unknown, and the rule only adds: the known detections are exactly those of T = 0.
+    unknown = [p for p in high if p["category_id"] in unknown_ids]
+    assert unknown and {p["category_id"] for p in unknown} == unknown_ids
+    assert [p for p in high if p["category_id"] not in unknown_ids] == off
     assert off and not {p["category_id"] for p in off} & unknown_ids  # T = 0 labels none
     info = json.loads((tmp_path / "high" / "run.json").read_text())
-    assert info["unknown_threshold"] == 0.9 and info["num_unknown"] == len(high)
+    assert info["unknown_threshold"] == 0.9 and info["num_unknown"] == len(unknown)
 
 
 def test_ema_weights_are_preferred(synth_root, student_ckpt, ckpt_eval, tmp_path):
@@ -218,7 +224,9 @@ def test_multirun_over_t_rescores_one_checkpoint(synth_root, student_ckpt, tmp_p
         assert set(json.loads((sweep / job / "metrics.json").read_text())) == METRIC_KEYS
         runs[info["unknown_threshold"]] = info
     assert set(runs) == {0.0, 0.9}
-    assert runs[0.0]["num_unknown"] == 0 and runs[0.9]["num_unknown"] == runs[0.9]["num_detections"] > 0
+    assert runs[0.0]["num_unknown"] == 0 and runs[0.9]["num_unknown"] > 0
+    # the rule adds unknown detections to the same known ones
+    assert runs[0.9]["num_detections"] - runs[0.9]["num_unknown"] == runs[0.0]["num_detections"]
     assert "labelled unknown" in (sweep / "1" / "eval.log").read_text()
 
 

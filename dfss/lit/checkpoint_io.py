@@ -46,6 +46,39 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class _WriteErrorRecorder:
+    """A binary file for ``torch.save`` that remembers the first ``OSError`` of its writes: torch's
+    zip writer does not always pass such an error on, and may fail later with a ``RuntimeError``
+    ("unexpected pos ...") that no longer says the disk was full."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(checkpoint: dict[str, Any], file: Any) -> None:
+    """``torch.save`` into ``file``, raising the write's own ``OSError`` when a write failed."""
+    recorder = _WriteErrorRecorder(file)
+    try:
+        torch.save(checkpoint, recorder)
+    except RuntimeError:
+        if recorder.error is not None:
+            raise recorder.error from None
+        raise
+    if recorder.error is not None:
+        raise recorder.error
+
+
 def save_atomic(checkpoint: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
     path = Path(path)
@@ -53,7 +86,7 @@ def save_atomic(checkpoint: dict[str, Any], path: str | Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
+            _torch_save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

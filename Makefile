@@ -31,7 +31,7 @@ $(DEMO_DATA)/annotations/test.json: | $(STAMP)
 
 synth: $(DEMO_DATA)/annotations/test.json ## Generate the small synthetic X-ray set (if missing)
 
-demo: synth ## The main job on the synthetic data: teacher -> FCOS -> DFSS -> evaluation table (~15 min on 2 CPU cores)
+demo: synth ## The main job on the synthetic data: teacher -> FCOS -> DFSS -> evaluation table (~13 min on 2 CPU cores)
 	$(BIN)/dfss-validate $(DEMO_DATA)/annotations/train.json --images $(DEMO_DATA)/images/train
 	$(BIN)/dfss-demo --data $(DEMO_DATA)
 

@@ -29,11 +29,20 @@ from collections.abc import Callable
 
 import torch
 from _common import device_name, load_average, machine, print_json_lines, release_memory
-from steps_speed import Settings, autocast, full_step, make_inputs, measure, prepare, sgd
+from steps_speed import (
+    Settings,
+    autocast,
+    distill_step,
+    full_step,
+    make_inputs,
+    measure,
+    prepare,
+    sgd,
+    tv_train_step,
+)
 from torch import nn
 from torchvision.models.detection import fcos_resnet50_fpn
 
-from dfss.distill import DistillationLoss
 from dfss.models.fcos import FCOSCriterion, fcos_mobilenetv3, fcos_r18, fcos_r50
 from dfss.models.postprocess import PostProcessConfig, postprocess
 from dfss.models.yolox import YOLOXCriterion, yolox_nano, yolox_s
@@ -60,26 +69,10 @@ def _yolox_step(builder: Callable[..., nn.Module]) -> Build:
 
 
 def _distill_step(s: Settings, inputs: tuple) -> Step:
-    images, boxes, labels = inputs
     student = prepare(fcos_r18(s.classes, box_head="distribution"), s, compile=s.compile).train()
     teacher = prepare(yolox_s(s.classes), s, compile=s.compile).eval().requires_grad_(False)
     criterion = FCOSCriterion(s.classes, average_across_ranks=False)
-    kd = DistillationLoss(sync_normalizers=False)
-    opt = sgd(student)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(s):
-            out = student(images)
-            assigned = criterion.assign(out, boxes, labels)
-            loss = criterion.loss_from_targets(out, assigned)["loss"]
-            with torch.no_grad():
-                teacher_out = teacher(images)
-            loss = loss + kd(out, teacher_out, student_positive=assigned.foreground_mask)["loss_kd"]
-        loss.backward()
-        opt.step()
-
-    return step
+    return distill_step(student, teacher, criterion, sgd(student), s, *inputs)
 
 
 def _tv_model(s: Settings) -> nn.Module:
@@ -89,19 +82,8 @@ def _tv_model(s: Settings) -> nn.Module:
 
 
 def _tv_train(s: Settings, inputs: tuple) -> Step:
-    images, boxes, labels = inputs
     model = _tv_model(s).train()
-    opt = sgd(model)
-    targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels, strict=True)]
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(s):
-            loss = sum(model(list(images.float().div(255).unbind(0)), targets).values())
-        loss.backward()
-        opt.step()
-
-    return step
+    return tv_train_step(model, sgd(model), s, *inputs)
 
 
 def _tv_infer(s: Settings, inputs: tuple) -> Step:

@@ -112,6 +112,26 @@ def full_step(model: nn.Module, criterion: nn.Module, opt: torch.optim.Optimizer
     return step
 
 
+def distill_step(student: nn.Module, teacher: nn.Module, criterion: nn.Module, opt: torch.optim.Optimizer,
+                 s: Settings, images: Tensor, boxes: list[Tensor], labels: list[Tensor]) -> Callable[[], None]:  # fmt: skip
+    """One distillation step: the student's full step + the frozen teacher's forward + the KD terms."""
+    kd = DistillationLoss(sync_normalizers=False)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(s):
+            out = student(images)
+            assigned = criterion.assign(out, boxes, labels)
+            loss = criterion.loss_from_targets(out, assigned)["loss"]
+            with torch.no_grad():
+                teacher_out = teacher(images)
+            loss = loss + kd(out, teacher_out, student_positive=assigned.foreground_mask)["loss_kd"]
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def trivial_loss(out: DenseOutputs) -> Tensor:
     parts = [out.cls_logits, out.box_regression, out.quality_logits]
     if out.box_distribution_logits is not None:
@@ -152,23 +172,28 @@ def measure(name: str, step: Callable[[], object], s: Settings, batch: int, **ex
     return row
 
 
+def tv_train_step(tv: nn.Module, opt: torch.optim.Optimizer, s: Settings, images: Tensor, boxes: list[Tensor],
+                  labels: list[Tensor]) -> Callable[[], None]:  # fmt: skip
+    """torchvision's FCOS training step: its transform, assignment and losses, backward, SGD."""
+    targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels, strict=True)]
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(s):
+            loss = sum(tv(list(images.float().div(255).unbind(0)), targets).values())
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def torchvision_rows(s: Settings, images: Tensor, boxes: list[Tensor], labels: list[Tensor]) -> list[dict]:
     """torchvision's FCOS-R50: training step, inference at the batch size and at batch 1."""
     rows = []
     tv = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=s.classes, min_size=s.size,
                            max_size=s.size, score_thresh=0.05).to(s.device)  # fmt: skip
-    tv_opt = sgd(tv)
-    targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels, strict=True)]
-
-    def tv_train() -> None:
-        tv_opt.zero_grad(set_to_none=True)
-        with autocast(s):
-            loss = sum(tv(list(images.float().div(255).unbind(0)), targets).values())
-        loss.backward()
-        tv_opt.step()
-
     tv.train()
-    rows.append(measure("tv_train", tv_train, s, s.batch))
+    rows.append(measure("tv_train", tv_train_step(tv, sgd(tv), s, images, boxes, labels), s, s.batch))
     tv.eval()
 
     @torch.inference_mode()
@@ -201,21 +226,8 @@ def student_rows(s: Settings, images: Tensor, boxes: list[Tensor], labels: list[
 
     # ---- distillation: + frozen YOLOX-s teacher and the KD terms ----------------------------------
     teacher = prepare(yolox_s(s.classes), s, compile=s.compile).eval().requires_grad_(False)
-    kd = DistillationLoss(sync_normalizers=False)
-
-    def distill_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(s):
-            out = student(images)
-            assigned = criterion.assign(out, boxes, labels)
-            loss = criterion.loss_from_targets(out, assigned)["loss"]
-            with torch.no_grad():
-                teacher_out = teacher(images)
-            loss = loss + kd(out, teacher_out, student_positive=assigned.foreground_mask)["loss_kd"]
-        loss.backward()
-        opt.step()
-
-    rows.append(measure("distill", distill_step, s, s.batch))
+    step = distill_step(student, teacher, criterion, opt, s, images, boxes, labels)
+    rows.append(measure("distill", step, s, s.batch))
 
     # ---- inference with decode, unknown rule and NMS ----------------------------------------------
     student.eval()

@@ -32,11 +32,12 @@ from omegaconf import DictConfig
 from dfss.config import run_hydra_app
 from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.data.errors import DataError
+from dfss.device import resolve_device
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.coco_metrics import RECALL_GRID, CocoMetrics, evaluate_coco
+from dfss.eval.inference import EVAL_SPLITS, inference_facts, predict_split
 from dfss.eval.model_card import measure_speed, render_model_card
-from dfss.eval.predict import EVAL_SPLITS, inference_facts, predict_split, resolve_device
-from dfss.lit.checkpoints import (
+from dfss.models.checkpoints import (
     build_model_from_checkpoint,
     check_classes,
     postprocess_config_of,

@@ -65,7 +65,7 @@ from dfss.deploy import (
     sidecar_path,
 )
 from dfss.errors import ConfigError, exit_on_user_error
-from dfss.lit.checkpoints import (
+from dfss.models.checkpoints import (
     build_model_from_checkpoint,
     class_table_of,
     postprocess_config_of,

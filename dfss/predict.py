@@ -41,11 +41,12 @@ from torch.utils.data import DataLoader
 from dfss.config import run_hydra_app
 from dfss.data.classes import ClassInfo, ClassTable
 from dfss.data.transforms import build_eval_transforms
+from dfss.device import resolve_device
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.image_files import ImageFiles, collate_images, find_images, image_entries
-from dfss.eval.predict import inference_facts, resolve_device, run_model
+from dfss.eval.inference import inference_facts, run_model
 from dfss.fileio import write_json_atomic, write_text_atomic
-from dfss.lit.checkpoints import (
+from dfss.models.checkpoints import (
     build_model_from_checkpoint,
     class_table_of,
     postprocess_config_of,

@@ -36,7 +36,7 @@ from dfss.config import run_hydra_app
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError, UserError, exit_on_user_error
 from dfss.lit.callbacks import ResumeCheckpoint, is_data_worker_death
-from dfss.lit.checkpoints import load_teacher
+from dfss.models.checkpoints import load_teacher
 
 log = logging.getLogger(__name__)
 

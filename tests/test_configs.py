@@ -9,7 +9,7 @@ import pytest
 from hydra.utils import instantiate
 
 from dfss.data.datamodule import XrayDataModule
-from dfss.data.inspect import run as inspect_run
+from dfss.inspect import run as inspect_run
 from tests.conftest import compose_config
 
 DATA_OPTIONS = sorted(p.stem for p in (Path(__file__).parents[1] / "dfss" / "conf" / "data").glob("*.yaml"))
@@ -39,7 +39,7 @@ def test_inspect_runs_the_data_module_end_to_end(tiny_xray, tmp_path):
 
 def test_inspect_cli_help_lists_the_config_groups():
     out = subprocess.run(
-        [sys.executable, "-m", "dfss.data.inspect", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "dfss.inspect", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "data: coco, synth_benchmark, synth_results, synth_small" in out
 

@@ -2,7 +2,7 @@
 
 The tiny checkpoint detects nothing useful, so what its metrics *are* is not tested here; the
 mapping of boxes to original pixels and of labels to category ids is tested with an oracle
-detector through :func:`dfss.eval.predict.predict_split`, where the right answer scores AP 1.
+detector through :func:`dfss.eval.inference.predict_split`, where the right answer scores AP 1.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from torch import nn
 from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
 from dfss.data.transforms import letterbox_shape
+from dfss.device import resolve_device
 from dfss.errors import ConfigError
 from dfss.eval.coco_metrics import evaluate_coco
-from dfss.eval.predict import predict_split, resolve_device
+from dfss.eval.inference import predict_split
 from dfss.evaluate import run
-from dfss.lit.checkpoints import CheckpointError
+from dfss.models.checkpoints import CheckpointError
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig
 

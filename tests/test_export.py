@@ -27,7 +27,7 @@ from dfss.data.datamodule import XrayDataModule
 from dfss.deploy import ExportedDetector, ExportError, ExportInfo, postprocess_exported, sidecar_path
 from dfss.errors import ConfigError
 from dfss.export import compare_with_pytorch, run
-from dfss.lit.checkpoints import (
+from dfss.models.checkpoints import (
     CheckpointError,
     build_model_from_checkpoint,
     class_table_of,

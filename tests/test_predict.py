@@ -24,8 +24,8 @@ from dfss.data.datamodule import XrayDataModule
 from dfss.data.errors import DataError
 from dfss.errors import ConfigError
 from dfss.eval.image_files import find_images
-from dfss.eval.predict import predict_split
-from dfss.lit.checkpoints import (
+from dfss.eval.inference import predict_split
+from dfss.models.checkpoints import (
     build_model_from_checkpoint,
     class_table_of,
     postprocess_config_of,

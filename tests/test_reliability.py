@@ -23,8 +23,8 @@ from dfss.data.datamodule import XrayDataModule
 from dfss.data.errors import DataError
 from dfss.errors import ConfigError
 from dfss.evaluate import run as run_evaluate
-from dfss.lit.checkpoints import CheckpointError, read_checkpoint
 from dfss.lit.guards import NonFiniteLossError
+from dfss.models.checkpoints import CheckpointError, read_checkpoint
 from dfss.models.fcos import fcos_r18, load_torchvision_fcos_weights
 from dfss.models.weights import WeightsError
 from dfss.models.yolox import load_official_checkpoint, yolox_nano

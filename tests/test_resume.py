@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfss.lit.checkpoints import CheckpointError, read_checkpoint
+from dfss.models.checkpoints import CheckpointError, read_checkpoint
 from tests.conftest import TRAIN_PY, cli_env, train_cli
 
 ROOT = Path(__file__).parents[1]

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from dfss.data.datamodule import XrayDataModule
 from dfss.lit import DistillModule, StudentModule, TeacherModule
-from dfss.lit.checkpoints import read_checkpoint
+from dfss.models.checkpoints import read_checkpoint
 from dfss.precision import native_bf16
 from dfss.train import build_module, expected_lightning_warnings_off, run
 from tests.conftest import cli_env, compose_config, tiny_train_overrides
@@ -226,7 +226,7 @@ def test_official_yolox_weights_serve_as_teacher(synth_tiny, tmp_path):
 
 
 def test_missing_teacher_checkpoint_is_a_clear_error(synth_tiny, tmp_path):
-    from dfss.lit.checkpoints import CheckpointError
+    from dfss.models.checkpoints import CheckpointError
 
     cfg = compose_config(
         "train",

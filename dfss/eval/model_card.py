@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from dfss.device import describe_device
 from dfss.eval.coco_metrics import CocoMetrics
-from dfss.eval.predict import describe_device, run_model
+from dfss.eval.inference import run_model
 from dfss.models.postprocess import PostProcessConfig, postprocess
 from dfss.precision import FP32
 

@@ -24,11 +24,11 @@ from dfss.data.batch import DetectionBatch
 from dfss.data.classes import ClassTable
 from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
 from dfss.eval.operating_point import Roc
-from dfss.lit.checkpoints import CheckpointError
 from dfss.lit.ema import ModelEMA
 from dfss.lit.evaluation import PredictionStore
 from dfss.lit.guards import NonFiniteGuard
 from dfss.lit.rng import rng_state, set_rng_state
+from dfss.models.checkpoints import CheckpointError
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 from dfss.models.weights import state_dict_problems

@@ -43,8 +43,8 @@ import torch
 import yaml
 
 from dfss.config import compose_config
+from dfss.device import describe_device
 from dfss.errors import ConfigError, UserError, exit_on_user_error
-from dfss.eval.predict import describe_device
 from dfss.precision import native_bf16
 from dfss.results.plan import Plan, RunSpec, expand
 

@@ -73,10 +73,18 @@ def main(argv: list[str] | None = None) -> dict:
         if in_calibration_range(map50)
         else "out of range: change scene knobs only"
     )
-    summary = {"run": str(run_dir), "teacher_test_map50": map50, "range": list(CALIBRATION_RANGE), "verdict": verdict,
-               "map50_dangerous": metrics.get("map50_dangerous"), "map50_normal": metrics.get("map50_normal"),
-               # which benchmark this calibrates: dfss-report quotes the record of the preset's version
-               "preset": plan.synth_preset, "preset_version": preset.version, "data_dir": plan.data_dir}  # fmt: skip
+    summary = {
+        "run": str(run_dir),
+        "teacher_test_map50": map50,
+        "range": list(CALIBRATION_RANGE),
+        "verdict": verdict,
+        "map50_dangerous": metrics.get("map50_dangerous"),
+        "map50_normal": metrics.get("map50_normal"),
+        # which benchmark this calibrates: dfss-report quotes the record of the preset's version
+        "preset": plan.synth_preset,
+        "preset_version": preset.version,
+        "data_dir": plan.data_dir,
+    }
     write_json_atomic(run_dir / "calibration.json", summary, indent=2)  # dfss-report reads it
     print(json.dumps(summary))
     return summary

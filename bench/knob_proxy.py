@@ -137,9 +137,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
         plan = load_plan("gpu", str(root))  # its eval overrides, on this variant's set
         metrics = evaluate_checkpoint(plan.eval, Path(args.ckpt), Path(args.out) / name, None)
-        row = {"variant": name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()},
-               "map50": metrics["map50"], "map50_dangerous": metrics["map50_dangerous"],
-               "map50_normal": metrics["map50_normal"], "map_small": metrics["map_small"]}  # fmt: skip
+        row = {
+            "variant": name,
+            "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()},
+            "map50": metrics["map50"],
+            "map50_dangerous": metrics["map50_dangerous"],
+            "map50_normal": metrics["map50_normal"],
+            "map_small": metrics["map_small"],
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     reference = next((r["map50"] for r in rows if r["variant"] == "preset"), None)
@@ -148,8 +153,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     for r in rows:
         delta = "" if reference is None else f"{100 * (r['map50'] - reference):+.1f} pts"
-        print(f"| {r['variant']} | {r['knobs'] or '-'} | {r['map50']:.3f} | {delta} | "
-              f"{r['map50_dangerous']:.3f} | {r['map50_normal']:.3f} | {r['map_small']:.3f} |")  # fmt: skip
+        print(
+            f"| {r['variant']} | {r['knobs'] or '-'} | {r['map50']:.3f} | {delta} | "
+            f"{r['map50_dangerous']:.3f} | {r['map50_normal']:.3f} | {r['map_small']:.3f} |"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = out / "summary.json"  # rows of earlier invocations (--only) are kept, a variant's newest wins

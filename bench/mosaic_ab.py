@@ -54,16 +54,35 @@ def main(argv: list[str] | None = None) -> dict:
     plan = load_plan("cpu", args.data_dir)
     ensure_data(plan, workers=os.cpu_count() or 1)
     out = Path(args.out).resolve()
-    base = [f"experiment={plan.stages['teacher'].experiment}", *plan.common, *COMMON,
-            f"trainer.max_epochs={args.epochs}", "data.num_workers=1"]  # fmt: skip
+    base = [
+        f"experiment={plan.stages['teacher'].experiment}",
+        *plan.common,
+        *COMMON,
+        f"trainer.max_epochs={args.epochs}",
+        "data.num_workers=1",
+    ]
     # Each arm is a teacher run of the results runner: its own process, resumed when cut, evaluated once.
-    specs = [RunSpec(name=f"{arm}_s{seed}", role="teacher", experiment=plan.stages["teacher"].experiment,
-                     seed=seed, overrides=(*base[1:], *ARMS[arm], f"seed={seed}"))
-             for seed in args.seeds for arm in ARMS]  # fmt: skip
+    specs = [
+        RunSpec(
+            name=f"{arm}_s{seed}",
+            role="teacher",
+            experiment=plan.stages["teacher"].experiment,
+            seed=seed,
+            overrides=(*base[1:], *ARMS[arm], f"seed={seed}"),
+        )
+        for seed in args.seeds
+        for arm in ARMS
+    ]
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    failures = run_parallel(plan, specs, out, {spec.name: [None] for spec in specs}, args.jobs,
-                            lambda spec, result: seconds.update({spec.name: result.get("seconds_train", 0.0)}))  # fmt: skip
+    failures = run_parallel(
+        plan,
+        specs,
+        out,
+        {spec.name: [None] for spec in specs},
+        args.jobs,
+        lambda spec, result: seconds.update({spec.name: result.get("seconds_train", 0.0)}),
+    )
     if failures:
         raise SystemExit("\n".join(failures))
     earlier = (
@@ -82,8 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
         )
     summary = {"arms": {arm: ARMS[arm] for arm in ARMS}, "common": base, "runs": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    lines = [f"# test split of {args.data_dir}, seeds {args.seeds}, mean ± std over seeds",
-             "| arm | " + " | ".join(KEYS) + " |", "|---|" + "---|" * len(KEYS)]  # fmt: skip
+    lines = [
+        f"# test split of {args.data_dir}, seeds {args.seeds}, mean ± std over seeds",
+        "| arm | " + " | ".join(KEYS) + " |",
+        "|---|" + "---|" * len(KEYS),
+    ]
     for arm, values in rows.items():
         cells = []
         for key in KEYS:

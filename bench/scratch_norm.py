@@ -47,8 +47,17 @@ def load_scans(
             a for a in coco["annotations"] if a["image_id"] == info["id"] and a["category_id"] in label_of
         ]
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
-        boxes.append(torch.stack([xywh[:, 0] * sx, xywh[:, 1] * sy, (xywh[:, 0] + xywh[:, 2]) * sx,
-                                  (xywh[:, 1] + xywh[:, 3]) * sy], dim=1))  # fmt: skip
+        boxes.append(
+            torch.stack(
+                [
+                    xywh[:, 0] * sx,
+                    xywh[:, 1] * sy,
+                    (xywh[:, 0] + xywh[:, 2]) * sx,
+                    (xywh[:, 1] + xywh[:, 3]) * sy,
+                ],
+                dim=1,
+            )
+        )
         labels.append(torch.tensor([label_of[a["category_id"]] for a in anns], dtype=torch.int64))
     return torch.stack(images), boxes, labels, len(known)
 
@@ -85,16 +94,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     images, boxes, labels, num_classes = load_scans(Path(args.data), args.images, args.size)
-    head = {"bench": "scratch_norm_header", **machine(), "images": len(images), "size": args.size,
-            "steps": args.steps, "seed": args.seed, "data": args.data}  # fmt: skip
+    head = {
+        "bench": "scratch_norm_header",
+        **machine(),
+        "images": len(images),
+        "size": args.size,
+        "steps": args.steps,
+        "seed": args.seed,
+        "data": args.data,
+    }
     rows = []
     for name, kwargs in VARIANTS.items():
         start = time.perf_counter()
         losses = train(kwargs, images, boxes, labels, num_classes, args.steps, args.seed)
         tail = losses[-min(5, len(losses)) :]
-        rows.append({"bench": "scratch_norm", "variant": name, **kwargs, "first_loss": round(losses[0], 3),
-                     "last5_mean": round(statistics.fmean(tail), 3), "last5_min": round(min(tail), 3),
-                     "last5_max": round(max(tail), 3), "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+        rows.append(
+            {
+                "bench": "scratch_norm",
+                "variant": name,
+                **kwargs,
+                "first_loss": round(losses[0], 3),
+                "last5_mean": round(statistics.fmean(tail), 3),
+                "last5_min": round(min(tail), 3),
+                "last5_max": round(max(tail), 3),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
     print(
         f"# scratch_norm  {head['date']}  {len(images)} scans, {args.size} px, {args.steps} SGD steps, seed {args.seed}"
     )

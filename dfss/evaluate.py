@@ -78,8 +78,13 @@ def write_results(result: CocoMetrics, output_dir: str | Path) -> None:
     if result.roc is not None:
         roc = result.roc
         thresholds = [None if math.isinf(t) else t for t in roc.thresholds]  # None: nothing alarms
-        document = {"fpr": roc.fpr, "tpr": roc.tpr, "thresholds": thresholds,
-                    "num_positive": roc.num_positive, "num_negative": roc.num_negative}  # fmt: skip
+        document = {
+            "fpr": roc.fpr,
+            "tpr": roc.tpr,
+            "thresholds": thresholds,
+            "num_positive": roc.num_positive,
+            "num_negative": roc.num_negative,
+        }
         (output_dir / "roc.json").write_text(json.dumps(document))
     rows = [asdict(c) for c in result.per_class]
     with open(output_dir / "per_class.csv", "w", newline="") as f:
@@ -148,8 +153,14 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
     )
 
 
-def write_model_card(cfg: DictConfig, result: CocoMetrics, info: dict[str, Any], datamodule: XrayDataModule,
-                     loaded: dict[str, Any], output_dir: Path) -> Path:  # fmt: skip
+def write_model_card(
+    cfg: DictConfig,
+    result: CocoMetrics,
+    info: dict[str, Any],
+    datamodule: XrayDataModule,
+    loaded: dict[str, Any],
+    output_dir: Path,
+) -> Path:
     """``model_card.md``: the checkpoint, its data, classes, figures, operating point and speed here."""
     model = loaded["model"]
     device = next(model.parameters()).device

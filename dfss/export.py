@@ -117,8 +117,10 @@ def _quiet(*logger_names: str) -> Iterator[None]:
 def check_format(format: str) -> None:
     """A ConfigError unless ``format`` is one of :data:`~dfss.deploy.FORMAT_SUFFIXES`."""
     if format == "torchscript":
-        raise ConfigError("format=torchscript is not offered (TorchScript is deprecated in PyTorch 2.x); "
-                          "use format=torch_export (a .pt2 ExportedProgram) or format=onnx")  # fmt: skip
+        raise ConfigError(
+            "format=torchscript is not offered (TorchScript is deprecated in PyTorch 2.x); "
+            "use format=torch_export (a .pt2 ExportedProgram) or format=onnx"
+        )
     if format not in FORMAT_SUFFIXES:
         raise ConfigError(f"format must be one of {tuple(FORMAT_SUFFIXES)}, got {format!r}")
 
@@ -164,8 +166,10 @@ def compare_with_pytorch(model: nn.Module, path: Path, image_size: int) -> dict[
         for name, ours, theirs in zip(OUTPUT_NAMES, detector.raw(images), expected, strict=True):
             ours = torch.as_tensor(ours)
             if ours.shape != theirs.shape:
-                raise ExportError(f"{path}: {name} has shape {tuple(ours.shape)} at batch {batch}, "
-                                  f"PyTorch gives {tuple(theirs.shape)}")  # fmt: skip
+                raise ExportError(
+                    f"{path}: {name} has shape {tuple(ours.shape)} at batch {batch}, "
+                    f"PyTorch gives {tuple(theirs.shape)}"
+                )
             error = (ours - theirs).abs()
             diffs[name] = max(diffs[name], float(error.max()))
             if name == "boxes":
@@ -235,8 +239,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         info = dataclasses.replace(info, check=check)
         info.write(sidecar_path(path))
         prob_diff = max(check["class_probs"], check["quality"])
-        log.info("check: max |diff| boxes %.2g px (%.2g relative), probabilities %.2g at batch sizes %s",
-                 check["boxes"], check["boxes_relative"], prob_diff, check["batch_sizes"])  # fmt: skip
+        log.info(
+            "check: max |diff| boxes %.2g px (%.2g relative), probabilities %.2g at batch sizes %s",
+            check["boxes"],
+            check["boxes_relative"],
+            prob_diff,
+            check["batch_sizes"],
+        )
         if check["boxes_relative"] > cfg.tolerance or prob_diff > cfg.tolerance:
             raise ExportError(
                 f"{path} does not reproduce the model: max |diff| boxes {check['boxes_relative']:.3g} "

@@ -15,8 +15,14 @@ BENCH = Path(__file__).parents[1] / "bench"
 
 
 def _rows(script: str, *args: str, timeout: int = 600) -> list[dict]:
-    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=BENCH, env={"OMP_NUM_THREADS": "1", "PATH": ""})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=BENCH,
+        env={"OMP_NUM_THREADS": "1", "PATH": ""},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
@@ -30,8 +36,23 @@ def test_eval_speed_scores_both_backends_identically():
 
 
 def test_data_speed_reports_per_worker_and_loader_rates(tmp_path):
-    rows = _rows("data_speed.py", "--images", "4", "--samples", "4", "--batches", "2", "--batch-size", "2",
-                 "--workers", "1", "--image-size", "256", "--step-img-per-s", "1000")  # fmt: skip
+    rows = _rows(
+        "data_speed.py",
+        "--images",
+        "4",
+        "--samples",
+        "4",
+        "--batches",
+        "2",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--image-size",
+        "256",
+        "--step-img-per-s",
+        "1000",
+    )
     results = [r for r in rows if r["bench"] == "data_speed"]
     assert [r["pipeline"] for r in results] == ["student", "teacher"]
     for r in results:
@@ -56,8 +77,17 @@ def test_scratch_norm_trains_both_r50_builds_from_one_seed(synth_tiny):
 def test_steps_speed_measures_every_step_type_and_checks_the_targets():
     rows = _rows("steps_speed.py", "--image-size", "128", "--steps", "1", "--warmup", "0")
     steps = {r["step"]: r for r in rows if r["bench"] == "steps_speed"}
-    assert set(steps) >= {"tv_train", "tv_infer", "tv_infer_bs1", "net_only", "student", "distill",
-                          "infer", "infer_bs1", "teacher"}  # fmt: skip
+    assert set(steps) >= {
+        "tv_train",
+        "tv_infer",
+        "tv_infer_bs1",
+        "net_only",
+        "student",
+        "distill",
+        "infer",
+        "infer_bs1",
+        "teacher",
+    }
     assert 0 < steps["teacher"]["assign_frac"] < 1
     assert steps["tv_train"]["x_tv"] == 1.0 and steps["student"]["x_net_only"] > 0
 
@@ -65,8 +95,19 @@ def test_steps_speed_measures_every_step_type_and_checks_the_targets():
 def test_precision_speed_times_each_row_in_float32_and_bf16_against_the_same_baseline():
     from dfss.precision import native_bf16
 
-    rows = _rows("precision_speed.py", "--only", "yolox_nano", "--image-size", "64", "--batch-size", "1",
-                 "--steps", "1", "--warmup", "0")  # fmt: skip
+    rows = _rows(
+        "precision_speed.py",
+        "--only",
+        "yolox_nano",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "1",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    )
     head, *results = rows
     assert head["native_bf16"] == native_bf16("cpu") and head["modes"] == ["fp32", "bf16_cl"]
     by = {(r["row"], r["mode"]): r for r in results}
@@ -79,8 +120,21 @@ def test_precision_speed_times_each_row_in_float32_and_bf16_against_the_same_bas
 
 
 def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
-    rows = _rows("export_speed.py", "--size", "128", "--variants", "fcos_mobilenetv3", "--batch-size", "2",
-                 "--steps", "1", "--batch-steps", "1", "--warmup", "0")  # fmt: skip
+    rows = _rows(
+        "export_speed.py",
+        "--size",
+        "128",
+        "--variants",
+        "fcos_mobilenetv3",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--batch-steps",
+        "1",
+        "--warmup",
+        "0",
+    )
     head, *results = rows
     assert head["image_size"] == 128 and head["threads"] == 1 and head["onnxruntime"]
     assert [(r["model"], r["runtime"]) for r in results] == [

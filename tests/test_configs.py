@@ -65,8 +65,12 @@ def test_hydra_flags_may_follow_the_overrides():
     bare_info = ["train.py", "seed=3", "--info", "-m", "loss.dangerous_weight=1,2"]
     assert hoist_flags(bare_info) == ["train.py", "--info", "-m", "seed=3", "loss.dangerous_weight=1,2"]
     train_py = Path(__file__).parents[1] / "train.py"
-    proc = subprocess.run([sys.executable, str(train_py), "experiment=teacher", "--cfg", "job", "seed=5"],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(train_py), "experiment=teacher", "--cfg", "job", "seed=5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "seed: 5" in proc.stdout and "yolox" in proc.stdout
 

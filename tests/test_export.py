@@ -196,8 +196,17 @@ def test_cli_writes_a_model_file_and_a_sidecar_that_runs_without_the_checkpoint(
     checkpoints, synth_root, tmp_path
 ):
     ckpt = checkpoints["student"]
-    command = [sys.executable, "-m", "dfss.export", f"ckpt={ckpt}", "format=onnx", f"output={tmp_path / 'exports'}",
-               "threshold=unknown", "threshold.T=0.2", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "dfss.export",
+        f"ckpt={ckpt}",
+        "format=onnx",
+        f"output={tmp_path / 'exports'}",
+        "threshold=unknown",
+        "threshold.T=0.2",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     path = tmp_path / "exports" / "fcos_r18.onnx"  # a folder gets the model's name
@@ -237,8 +246,14 @@ def test_cli_writes_a_model_file_and_a_sidecar_that_runs_without_the_checkpoint(
 
 
 def test_a_missing_checkpoint_is_one_line_and_exit_status_2(tmp_path):
-    command = [sys.executable, "-m", "dfss.export", f"ckpt={tmp_path / 'nope.ckpt'}",
-               f"output={tmp_path / 'exports'}", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "dfss.export",
+        f"ckpt={tmp_path / 'nope.ckpt'}",
+        f"output={tmp_path / 'exports'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 2 and "Traceback" not in output

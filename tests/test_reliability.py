@@ -35,13 +35,26 @@ ROOT = Path(__file__).parents[1]
 
 
 def _module_and_trainer(synth_tiny, tmp_path, max_steps):
-    overrides = [f"data.root={synth_tiny}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
-                 "experiment=demo_student", "model.net.fpn_channels=32"]  # fmt: skip
+    overrides = [
+        f"data.root={synth_tiny}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "experiment=demo_student",
+        "model.net.fpn_channels=32",
+    ]
     cfg = compose_config("train", overrides, tmp_path)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
-    trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0, default_root_dir=str(tmp_path))  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
     return module, trainer, datamodule
 
 
@@ -99,12 +112,18 @@ def test_bad_settings_fail_while_building_with_the_reason(override, message, syn
 @pytest.mark.parametrize(
     ("where", "message"),
     [
-        ("loss", r"3 training steps in a row gave a NaN/Inf loss .*step 2, image ids \[\d+, \d+\], "
-                 r"non-finite parts \[.*'loss_cls'"),
-        ("gradient", r"3 training steps in a row gave a NaN/Inf gradient .*step 2, image ids \[\d+, \d+\], "
-                     r"non-finite gradients of \['head\.classification_head\.cls_logits\.weight'\]"),
+        (
+            "loss",
+            r"3 training steps in a row gave a NaN/Inf loss .*step 2, image ids \[\d+, \d+\], "
+            r"non-finite parts \[.*'loss_cls'",
+        ),
+        (
+            "gradient",
+            r"3 training steps in a row gave a NaN/Inf gradient .*step 2, image ids \[\d+, \d+\], "
+            r"non-finite gradients of \['head\.classification_head\.cls_logits\.weight'\]",
+        ),
     ],
-)  # fmt: skip
+)
 def test_persistent_nan_stops_with_an_error_naming_step_images_and_parts(
     where, message, synth_tiny, tmp_path
 ):
@@ -156,9 +175,18 @@ def test_a_pickled_payload_is_refused_not_executed(loader, synth_tiny, tmp_path)
 
 
 def test_resuming_with_another_models_checkpoint_names_the_mismatched_keys(synth_tiny, tmp_path):
-    tiny = [f"data.root={synth_tiny}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
-            "experiment=demo_student", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-            "trainer.limit_val_batches=1", "test=false", "logger=none"]  # fmt: skip
+    tiny = [
+        f"data.root={synth_tiny}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "experiment=demo_student",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "logger=none",
+    ]
     run(compose_config("train", [*tiny, "model.net.fpn_channels=32"], tmp_path / "small"))
     ckpt = tmp_path / "small" / "checkpoints" / "last.ckpt"
     with pytest.raises(
@@ -177,8 +205,12 @@ def test_resuming_with_another_models_checkpoint_names_the_mismatched_keys(synth
 # ---- bad configuration: one clear line before any work -----------------------------------------
 def _cli(*overrides: str, cwd: Path, preexec=None) -> tuple[int, str]:
     """``train.py`` writing into ``cwd``."""
-    return train_cli([f"hydra.run.dir={cwd}", f"paths.log_dir={cwd}", *overrides], ROOT, cli_env(WANDB_MODE="offline"),
-                     preexec=preexec)  # fmt: skip
+    return train_cli(
+        [f"hydra.run.dir={cwd}", f"paths.log_dir={cwd}", *overrides],
+        ROOT,
+        cli_env(WANDB_MODE="offline"),
+        preexec=preexec,
+    )
 
 
 @pytest.mark.parametrize(
@@ -205,8 +237,13 @@ def test_a_bad_setting_is_one_line_on_the_command_line(synth_tiny, tmp_path):
 
 
 def test_global_batch_size_not_divisible_by_devices_fails_before_any_process_starts(synth_tiny, tmp_path):
-    overrides = [f"data.root={synth_tiny}", "data.image_size=128", "experiment=demo_student", "trainer=ddp_sim",
-                 "data.global_batch_size=3"]  # fmt: skip
+    overrides = [
+        f"data.root={synth_tiny}",
+        "data.image_size=128",
+        "experiment=demo_student",
+        "trainer=ddp_sim",
+        "data.global_batch_size=3",
+    ]
     with pytest.raises(
         ConfigError, match=r"global_batch_size=3 cannot be split over 2 devices .* such as 2 or 4"
     ):
@@ -231,9 +268,18 @@ def test_an_unwritable_run_folder_is_reported_before_any_work(synth_tiny, tmp_pa
 def test_a_full_disk_during_checkpointing_is_reported_and_keeps_the_previous_checkpoint(synth_tiny, tmp_path):
     """A file-size limit (RLIMIT_FSIZE: writes past it fail with EFBIG) stands in for a full disk:
     the first run checkpoints normally; the resumed run's checkpoint writes fail."""
-    tiny = [f"data.root={synth_tiny}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
-            "experiment=demo_student", "model.net.fpn_channels=32", "trainer.limit_train_batches=2",
-            "trainer.limit_val_batches=1", "test=false", "logger=csv"]  # fmt: skip
+    tiny = [
+        f"data.root={synth_tiny}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "experiment=demo_student",
+        "model.net.fpn_channels=32",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "logger=csv",
+    ]
     code, output = _cli(*tiny, "trainer.max_epochs=1", cwd=tmp_path)
     assert code == 0, output[-2000:]
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -265,10 +311,20 @@ def decays_after_checks(synth_tiny, tmp_path) -> tuple[Path, str, int]:
 
 
 def _fit_one_epoch(root: Path, out: Path, on_error: str) -> None:
-    overrides = [f"data.root={root}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
-                 "data.image_check=header", f"data.on_error={on_error}", "experiment=demo_student",
-                 "model.net.fpn_channels=32", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
-                 "test=false", "logger=none"]  # fmt: skip
+    overrides = [
+        f"data.root={root}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.image_check=header",
+        f"data.on_error={on_error}",
+        "experiment=demo_student",
+        "model.net.fpn_channels=32",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "logger=none",
+    ]
     run(compose_config("train", overrides, out))
 
 

@@ -107,8 +107,11 @@ def _run(name: str, role: str, seed: int, alpha: float = 1.0, sweep=None, **metr
 
 
 def _hand_made_results() -> Results:
-    plan = {"name": "hand", "stages": {"weighted": {"alphas": [2.0, 4.0]}, "ablation": {"options": []}},
-            "unknown_T": [0.1, 0.3]}  # fmt: skip
+    plan = {
+        "name": "hand",
+        "stages": {"weighted": {"alphas": [2.0, 4.0]}, "ablation": {"options": []}},
+        "unknown_T": [0.1, 0.3],
+    }
     runs = [
         _run("teacher_s1", "teacher", 1, map50=0.70),
         _run("student_s1", "student", 1, map50=0.50),
@@ -116,10 +119,21 @@ def _hand_made_results() -> Results:
         _run("distill_s1", "distill", 1, map50=0.60, map50_dangerous=0.40, map50_normal=0.70),
         _run("distill_s2", "distill", 2, map50=0.62, map50_dangerous=0.42, map50_normal=0.72),
         # alpha 2: +4.9 points dangerous, -0.3 normal; alpha 4: +10 dangerous but -3 normal
-        _run("weighted_a2_s1", "weighted", 1, 2.0, map50_dangerous=0.459, map50_normal=0.707, map50_known=0.60,
-             sweep={0.1: {"map50_unknown": 0.35, "map50_known": 0.595}, 0.3: {"map50_unknown": 0.50, "map50_known": 0.55}}),
+        _run(
+            "weighted_a2_s1",
+            "weighted",
+            1,
+            2.0,
+            map50_dangerous=0.459,
+            map50_normal=0.707,
+            map50_known=0.60,
+            sweep={
+                0.1: {"map50_unknown": 0.35, "map50_known": 0.595},
+                0.3: {"map50_unknown": 0.50, "map50_known": 0.55},
+            },
+        ),
         _run("weighted_a4_s1", "weighted", 1, 4.0, map50_dangerous=0.51, map50_normal=0.68),
-    ]  # fmt: skip
+    ]
     return Results(Path("."), {"plan": plan}, tuple(runs))
 
 
@@ -146,8 +160,15 @@ def test_best_alpha_and_T_follow_the_targets_rules_and_verdicts_use_the_means():
 
 
 # ---- a tiny plan, run for real --------------------------------------------------------------------
-TINY_SYNTH = {"_target_": "dfss.synth.config.SynthConfig", "image_size": 128, "num_train": 6, "num_val": 3,
-              "num_test": 5, "unknown_per_test_image": [1, 2], "image_format": "png"}  # fmt: skip
+TINY_SYNTH = {
+    "_target_": "dfss.synth.config.SynthConfig",
+    "image_size": 128,
+    "num_train": 6,
+    "num_val": 3,
+    "num_test": 5,
+    "unknown_per_test_image": [1, 2],
+    "image_format": "png",
+}
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +177,22 @@ def tiny_results(tmp_path_factory):
     torch.set_num_threads(1)  # 2 shared cores: competing threads make training several times slower
     root = tmp_path_factory.mktemp("results")
     (root / "synth.yaml").write_text(yaml.safe_dump(TINY_SYNTH))
-    common = ["data.root=${data_dir}", "data.image_size=128", "data.num_workers=0", "data.batch_size=3",
-              "trainer.max_epochs=2", "++trainer.limit_train_batches=1", "logger=csv"]  # fmt: skip
+    common = [
+        "data.root=${data_dir}",
+        "data.image_size=128",
+        "data.num_workers=0",
+        "data.batch_size=3",
+        "trainer.max_epochs=2",
+        "++trainer.limit_train_batches=1",
+        "logger=csv",
+    ]
     plan = {
-        "name": "tiny", "description": "test-sized", "synth_preset": str(root / "synth.yaml"),
-        "data_dir": str(root / "data"), "seeds": [1, 2], "common": common,
+        "name": "tiny",
+        "description": "test-sized",
+        "synth_preset": str(root / "synth.yaml"),
+        "data_dir": str(root / "data"),
+        "seeds": [1, 2],
+        "common": common,
         "eval": ["data.root=${data_dir}", "data.num_workers=0", "backend=faster_coco_eval"],
         "teacher": {"experiment": "demo_teacher", "seeds": [1]},
         "student": {"experiment": "demo_student"},
@@ -168,7 +200,7 @@ def tiny_results(tmp_path_factory):
         "weighted": {"experiment": "demo_distill", "alphas": [2], "overrides": ["loss=distill_weighted"]},
         "ablation": {"experiment": "demo_distill", "seeds": [1], "options": ["kd_no_cls"]},
         "unknown": {"alpha": 2, "T": [0.5]},
-    }  # fmt: skip
+    }
     (root / "plan.yaml").write_text(yaml.safe_dump(plan))
     out = root / "out"
     try:
@@ -180,8 +212,16 @@ def tiny_results(tmp_path_factory):
 
 def test_a_plan_trains_evaluates_and_rescores_every_run(tiny_results):
     _, out, index = tiny_results
-    names = {"teacher_s1", "student_s1", "student_s2", "distill_s1", "distill_s2", "weighted_a2_s1",
-             "weighted_a2_s2", "ablation_kd_no_cls_s1"}  # fmt: skip
+    names = {
+        "teacher_s1",
+        "student_s1",
+        "student_s2",
+        "distill_s1",
+        "distill_s2",
+        "weighted_a2_s1",
+        "weighted_a2_s2",
+        "ablation_kd_no_cls_s1",
+    }
     assert set(index["runs"]) == names and index["finished"]
     assert json.loads((out / "index.json").read_text())["runs"].keys() == names
     for name in names:
@@ -361,8 +401,16 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     report = tmp_path / "docs" / "results.md"
     assert report_main(["--results", str(out), "--out", str(report)]) == 0
     text = report.read_text()
-    for heading in ("## Targets", "(1)–(3) Teacher, FCOS, DFSS", "(4) Class-weighted loss", "(5) Unknown threshold T",
-                    "(6) KD ablations", "## Per-class AP50", "## Precision–recall", "## Learning curves"):  # fmt: skip
+    for heading in (
+        "## Targets",
+        "(1)–(3) Teacher, FCOS, DFSS",
+        "(4) Class-weighted loss",
+        "(5) Unknown threshold T",
+        "(6) KD ablations",
+        "## Per-class AP50",
+        "## Precision–recall",
+        "## Learning curves",
+    ):
         assert heading in text
     calls = json.loads((out / "index.json").read_text())["invocations"]
     minutes = sum(c["seconds"] for c in calls) / 60

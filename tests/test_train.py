@@ -36,8 +36,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def teacher_ckpt(synth_tiny, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("teacher")
     # The teacher's own augmentation path: mosaic + mixup in epoch 0, closed (and L1 on) in epoch 1.
-    teacher_aug = ["data.mosaic_prob=1.0", "data.mixup_prob=0.5", "data.close_mosaic_epoch=1",
-                   "module.l1_from_epoch=1", "trainer.max_epochs=2"]  # fmt: skip
+    teacher_aug = [
+        "data.mosaic_prob=1.0",
+        "data.mixup_prob=0.5",
+        "data.close_mosaic_epoch=1",
+        "module.l1_from_epoch=1",
+        "trainer.max_epochs=2",
+    ]
     run(
         compose_config(
             "train", _tiny(synth_tiny, ["experiment=demo_teacher", "test=false", *teacher_aug]), out
@@ -197,8 +202,15 @@ def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth
 def test_multirun_sweeps_alpha_from_the_command_line(trainer, synth_tiny, tmp_path):
     """A Hydra multirun over alpha, with single-process and with 2-process DDP jobs: one folder per job."""
     overrides = [o for o in _tiny(synth_tiny, ["test=false"]) if o != "trainer=cpu"] + [f"trainer={trainer}"]
-    command = [sys.executable, str(ROOT / "train.py"), "-m", "experiment=demo_student", "loss.dangerous_weight=1,4",
-               *overrides, f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "experiment=demo_student",
+        "loss.dangerous_weight=1,4",
+        *overrides,
+        f"hydra.sweep.dir={tmp_path}",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
@@ -258,9 +270,16 @@ def test_sweep_through_the_submitit_launcher(synth_tiny, tmp_path):
 
 def test_optuna_search_runs_trials_and_reports_the_best(synth_tiny, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    command = [sys.executable, str(ROOT / "train.py"), "hparams_search=optuna", "experiment=demo_student",
-               "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1",
-               *_tiny(synth_tiny, ["test=false"]), f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "hparams_search=optuna",
+        "experiment=demo_student",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=1",
+        *_tiny(synth_tiny, ["test=false"]),
+        f"hydra.sweep.dir={tmp_path}",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
@@ -287,8 +306,11 @@ def test_speed_switches_put_the_detector_in_channels_last_without_changing_check
     synth_tiny, tmp_path
 ):
     """trainer.channels_last (on in trainer=gpu) converts the model at set-up; checkpoint keys stay."""
-    cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "test=false",
-                                                     "trainer.channels_last=true"]), tmp_path)  # fmt: skip
+    cfg = compose_config(
+        "train",
+        _tiny(synth_tiny, ["experiment=demo_student", "test=false", "trainer.channels_last=true"]),
+        tmp_path,
+    )
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
@@ -308,8 +330,11 @@ def test_trainer_cpu_picks_bf16_and_channels_last_where_native_and_one_override_
     elsewhere; trainer.precision=32-true gives float32 and contiguous weights."""
     native = native_bf16("cpu")
     for extra, bf16 in (([], native), (["trainer.precision=32-true"], False)):
-        cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "test=false",
-                                                         "trainer=cpu", *extra]), tmp_path)  # fmt: skip
+        cfg = compose_config(
+            "train",
+            _tiny(synth_tiny, ["experiment=demo_student", "test=false", "trainer=cpu", *extra]),
+            tmp_path,
+        )
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
         assert trainer.precision == ("bf16-mixed" if bf16 else "32-true"), extra
         datamodule = instantiate(cfg.data)
@@ -331,8 +356,11 @@ def test_trainer_cpu_picks_bf16_and_channels_last_where_native_and_one_override_
 @pytest.mark.slow
 def test_compiled_training_matches_eager_keys_and_trains(synth_tiny, tmp_path):
     """trainer.compile (on in trainer=gpu) compiles in place: same state-dict keys, training runs."""
-    cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "test=false",
-                                                     "trainer.compile=true"]), tmp_path)  # fmt: skip
+    cfg = compose_config(
+        "train",
+        _tiny(synth_tiny, ["experiment=demo_student", "test=false", "trainer.compile=true"]),
+        tmp_path,
+    )
     run(cfg)
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert not any("_orig_mod" in k for k in checkpoint["state_dict"])
@@ -357,14 +385,25 @@ class _SlowDataset(torch.utils.data.Dataset):
 def test_iteration_timer_tells_data_waiting_from_step_time(delay, synth_tiny, tmp_path):
     from dfss.lit.callbacks import IterationTimer
 
-    cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "model.net.fpn_channels=32",
-                                                     "trainer.limit_train_batches=3"]), tmp_path)  # fmt: skip
+    cfg = compose_config(
+        "train",
+        _tiny(
+            synth_tiny,
+            ["experiment=demo_student", "model.net.fpn_channels=32", "trainer.limit_train_batches=3"],
+        ),
+        tmp_path,
+    )
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     datamodule.datasets["train"] = _SlowDataset(datamodule.datasets["train"], delay)
     module = build_module(cfg, datamodule)
-    trainer = instantiate(cfg.trainer, callbacks=[IterationTimer()], logger=False, enable_checkpointing=False,
-                          limit_val_batches=0)  # fmt: skip
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[IterationTimer()],
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, datamodule=datamodule)
     data_ms = float(trainer.callback_metrics["time/data_ms_epoch"])
     step_ms = float(trainer.callback_metrics["time/step_ms_epoch"])
@@ -399,9 +438,13 @@ def test_lightning_eval_mode_warning_is_silenced_only_for_the_teacher_and_ema(
     module = _ToyModule(frozen_name)
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2)
     trainer = L.Trainer(
-        max_steps=1, default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+        max_steps=1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with expected_lightning_warnings_off(module, datamodule=None):
@@ -420,8 +463,9 @@ def test_wandb_logger_does_not_print_wandbs_anonymous_setting_warning(tmp_path):
         "wandb.finish()\n"
     )
     env = cli_env(WANDB_MODE="offline", WANDB_SILENT=None)
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))  # wandb.init ran, offline
@@ -437,8 +481,11 @@ def test_training_refuses_frozen_random_layers_and_defaults_to_learning_batch_no
     from dfss.errors import ConfigError
 
     datamodule = None
-    for extra, refused in (([], False), (["model.net.norm=frozen_bn"], True),
-                           (["model.net.trainable_backbone_layers=3"], True)):  # fmt: skip
+    for extra, refused in (
+        ([], False),
+        (["model.net.norm=frozen_bn"], True),
+        (["model.net.trainable_backbone_layers=3"], True),
+    ):
         cfg = compose_config("train", _tiny(synth_tiny, ["model=fcos_r50", "test=false", *extra]), tmp_path)
         datamodule = datamodule or instantiate(cfg.data)
         if refused:

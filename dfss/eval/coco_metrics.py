@@ -105,8 +105,11 @@ def _faster_results(fgt, results: Sequence[dict]):
         for i, r in enumerate(results, start=1)
     ]
     index = FCOCO()
-    index.dataset = {"images": fgt.dataset["images"], "categories": fgt.dataset["categories"],
-                     "annotations": annotations}  # fmt: skip
+    index.dataset = {
+        "images": fgt.dataset["images"],
+        "categories": fgt.dataset["categories"],
+        "annotations": annotations,
+    }
     index.createIndex()
     return index
 

@@ -181,11 +181,13 @@ class IterationTimer(L.Callback):
         size = len(batch)
         values = {"time/step_ms": 1e3 * step_s}
         if self._data_s is not None:
-            values.update({
-                "time/data_ms": 1e3 * self._data_s,
-                "time/data_frac": self._data_s / max(self._data_s + step_s, 1e-9),
-                "time/img_per_s": size / max(self._data_s + step_s, 1e-9),
-            })  # fmt: skip
+            values.update(
+                {
+                    "time/data_ms": 1e3 * self._data_s,
+                    "time/data_frac": self._data_s / max(self._data_s + step_s, 1e-9),
+                    "time/img_per_s": size / max(self._data_s + step_s, 1e-9),
+                }
+            )
         pl_module.log_dict(values, on_step=True, on_epoch=True, batch_size=size)
 
 

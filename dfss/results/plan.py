@@ -177,8 +177,13 @@ def expand(plan: Plan) -> list[RunSpec]:
         add("distill", f"distill_s{seed}", seed)
     for alpha in plan.stages["weighted"].alphas:
         for seed in plan.seeds_of("weighted"):
-            add("weighted", f"weighted_a{_alpha_name(alpha)}_s{seed}", seed,
-                (f"loss.dangerous_weight={alpha:g}",), alpha=alpha)  # fmt: skip
+            add(
+                "weighted",
+                f"weighted_a{_alpha_name(alpha)}_s{seed}",
+                seed,
+                (f"loss.dangerous_weight={alpha:g}",),
+                alpha=alpha,
+            )
     for option in plan.stages["ablation"].options:
         for seed in plan.seeds_of("ablation"):
             add("ablation", f"ablation_{option}_s{seed}", seed, (f"loss={option}",), variant=option)

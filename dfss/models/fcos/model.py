@@ -228,9 +228,11 @@ fcos_r18 = _timm_variant(
     "FCOS with a timm ResNet-18 backbone (C3–C5), FPN P3–P7, per-level scales, centred points.",
 )
 fcos_mobilenetv3 = _timm_variant(
-    "fcos_mobilenetv3", "mobilenetv3_large_100", 128,
+    "fcos_mobilenetv3",
+    "mobilenetv3_large_100",
+    128,
     "FCOS with a timm MobileNetV3-Large 1.0 backbone, a 128-channel FPN P3–P7 and head.",
-)  # fmt: skip
+)
 
 
 FCOS_VARIANTS: MappingProxyType[str, Callable[..., FCOS]] = MappingProxyType(

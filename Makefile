@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo inspect synth results report test test-all lint format bench clean
+.PHONY: help install demo inspect synth results report test test-fast test-all lint format bench clean
 
 help: ## Show this help
 	@echo "DFSS — Distil FCOS for Security Scanning"
@@ -48,6 +48,9 @@ inspect: synth ## Load the synthetic set through the data module and draw augmen
 
 test: install ## Run the default test suite (set-up included)
 	$(BIN)/python -m pytest -q
+
+test-fast: install ## Unit tests only, no training (about 2 minutes): the tier to run while editing
+	$(BIN)/python -m pytest -q -m "not integration and not slow and not gpu"
 
 test-all: install ## Run every test, slow ones included (GPU tests skip without a GPU)
 	$(BIN)/python -m pytest -q -m "slow or not slow"

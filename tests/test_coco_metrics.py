@@ -13,7 +13,9 @@ from dfss.data.classes import ClassTable
 from dfss.data.coco import coco_from_dict
 from dfss.data.errors import DataError
 from dfss.eval.coco_metrics import evaluate_coco
-from tests.conftest import CATEGORIES  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
+from tests.helpers.data import (
+    CATEGORIES,  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
+)
 
 
 def _gt() -> COCO:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
+from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
 from dfss.inspect import run as inspect_run
-from tests.conftest import compose_config
 
 DATA_OPTIONS = sorted(p.stem for p in (Path(__file__).parents[1] / "dfss" / "conf" / "data").glob("*.yaml"))
 
@@ -37,6 +37,7 @@ def test_inspect_runs_the_data_module_end_to_end(tiny_xray, tmp_path):
     assert json.loads((tmp_path / "inspect.json").read_text())["num_boxes"] == 8
 
 
+@pytest.mark.integration
 def test_inspect_cli_help_lists_the_config_groups():
     out = subprocess.run(
         [sys.executable, "-m", "dfss.inspect", "--help"], capture_output=True, text=True, check=True
@@ -44,6 +45,7 @@ def test_inspect_cli_help_lists_the_config_groups():
     assert "data: coco, synth_benchmark, synth_results, synth_small" in out
 
 
+@pytest.mark.integration
 def test_hydra_flags_may_follow_the_overrides():
     from dfss.config import hoist_flags
 

@@ -59,6 +59,7 @@ def test_predictions_for_images_outside_the_split_are_refused(tiny_xray, tmp_pat
         run(_cfg(tiny_xray, predictions, tmp_path / "out"))
 
 
+@pytest.mark.integration
 def test_evaluate_py_runs_from_the_command_line(tiny_xray, tmp_path):
     predictions = tmp_path / "preds.json"
     predictions.write_text(json.dumps(_ground_truth_as_predictions(tiny_xray)[:1]))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bench_script
+from tests.helpers.scripts import bench_script
 
 CPU_RESULTS = Path(__file__).parents[1] / "results" / "cpu"
 

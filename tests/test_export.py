@@ -34,7 +34,7 @@ from dfss.models.checkpoints import (
     read_checkpoint,
 )
 from dfss.models.postprocess import Detections, decode, postprocess
-from tests.conftest import cli_env
+from tests.helpers.cli import cli_env
 
 INPUT_SIZES = {"student": 128, "teacher": 64}  # each checkpoint's training data.image_size
 
@@ -60,21 +60,11 @@ def _train_teacher(root: Path, output_dir: Path) -> Path:
     return output_dir / "checkpoints" / "last.ckpt"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread for the module (training, exporting, running): on 2 shared cores, two
-    competing OpenMP threads made a forward pass a hundred times slower (seconds, not 40 ms)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def checkpoints(student_ckpt, synth_root, tmp_path_factory) -> dict[str, Path]:
+def checkpoints(student_ckpt, synth_tiny, tmp_path_factory) -> dict[str, Path]:
     return {
         "student": student_ckpt,
-        "teacher": _train_teacher(synth_root, tmp_path_factory.mktemp("teacher")),
+        "teacher": _train_teacher(synth_tiny, tmp_path_factory.mktemp("teacher")),
     }
 
 
@@ -154,16 +144,17 @@ def assert_same_detections(ours: Detections, theirs: Detections) -> None:
             start = end
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("format", ["onnx", "torch_export"])
 @pytest.mark.parametrize("kind", ["student", "teacher"])
 def test_exported_model_gives_pytorchs_outputs_and_detections_at_two_batch_sizes(
-    kind, format, exported, checkpoints, synth_root
+    kind, format, exported, checkpoints, synth_tiny
 ):
     detector = ExportedDetector(exported(kind, format))
     model = _model(checkpoints[kind])
     size = detector.info.input_size
     assert size == INPUT_SIZES[kind]  # the checkpoint's training size
-    images, orig_sizes = _test_images(synth_root, size)
+    images, orig_sizes = _test_images(synth_tiny, size)
     with torch.no_grad():
         reference = decode(model(images))
     # Besides the sidecar's settings (the training run's, no unknown rule): every candidate, with an
@@ -192,8 +183,9 @@ def test_exported_model_gives_pytorchs_outputs_and_detections_at_two_batch_sizes
         assert (labels == num_classes).any() and (labels < num_classes).any()
 
 
+@pytest.mark.integration
 def test_cli_writes_a_model_file_and_a_sidecar_that_runs_without_the_checkpoint(
-    checkpoints, synth_root, tmp_path
+    checkpoints, synth_tiny, tmp_path
 ):
     ckpt = checkpoints["student"]
     command = [
@@ -232,7 +224,7 @@ def test_cli_writes_a_model_file_and_a_sidecar_that_runs_without_the_checkpoint(
     assert [o.name for o in session.get_outputs()] == ["boxes", "class_probs", "quality"]
 
     # Only the two files: the sidecar's classes and settings, without the checkpoint.
-    images, orig_sizes = _test_images(synth_root, 128)
+    images, orig_sizes = _test_images(synth_tiny, 128)
     info = ExportInfo.read(sidecar_path(path))
     detections = postprocess_exported(
         session.run(None, {"images": images.numpy()}), info, orig_sizes=orig_sizes
@@ -245,6 +237,7 @@ def test_cli_writes_a_model_file_and_a_sidecar_that_runs_without_the_checkpoint(
     ]
 
 
+@pytest.mark.integration
 def test_a_missing_checkpoint_is_one_line_and_exit_status_2(tmp_path):
     command = [
         sys.executable,
@@ -261,6 +254,7 @@ def test_a_missing_checkpoint_is_one_line_and_exit_status_2(tmp_path):
     assert not (tmp_path / "exports").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("format", "output", "message"),
     [
@@ -285,6 +279,7 @@ def test_no_or_a_foreign_checkpoint_is_refused(tmp_path):
         run(compose_config("export", [f"ckpt={foreign}"], tmp_path))
 
 
+@pytest.mark.integration
 def test_the_exports_own_check_catches_a_file_of_other_weights(exported, checkpoints):
     path = exported("student", "onnx")
     model = _model(checkpoints["student"])
@@ -294,6 +289,7 @@ def test_the_exports_own_check_catches_a_file_of_other_weights(exported, checkpo
     assert compare_with_pytorch(model, path, 128)["class_probs"] > 1e-2
 
 
+@pytest.mark.integration
 def test_a_model_without_its_sidecar_or_with_the_wrong_outputs_is_refused(exported, tmp_path):
     alone = tmp_path / "model.onnx"
     shutil.copy(exported("student", "onnx"), alone)

@@ -20,11 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from dfss.config import compose_config
 from dfss.train import DataWorkerDiedError, run
-from tests.conftest import cli_env, compose_config, tiny_train_overrides, train_cli
+from tests.helpers.cli import cli_env, train_cli
+from tests.helpers.data import tiny_train_overrides
+
+pytestmark = pytest.mark.integration  # every test here trains or runs train.py
 
 ROOT = Path(__file__).parents[1]
-HELPERS = "tests.failure_helpers"
+HELPERS = "tests.helpers.failures"
 TRAIN_TIMEOUT_S = 180  # a tiny run takes 10-20 s on 2 CPU cores; anything near this is a hang
 
 
@@ -37,9 +41,6 @@ def _tiny(root: Path, extra: list[str] = ()) -> list[str]:
         "test=false",
     ]
     return tiny_train_overrides(root, [*small, *extra])
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- watchdogs ---------------------------------------------------------------------------------

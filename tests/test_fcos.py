@@ -34,16 +34,6 @@ NUM_CLASSES = 5
 STRIDES = (8, 16, 32, 64, 128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_intra_op_thread():
-    """One intra-op thread: on a shared 2-core machine spinning OpenMP threads slow these tiny
-    convolutions down >10× when another process is busy; restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def torchvision_recipe(num_classes: int, **kwargs) -> FCOS:
     """``fcos_r50`` as torchvision builds it for pretrained weights (frozen BN, 3 trainable stages)."""
     return fcos_r50(num_classes, norm="frozen_bn", trainable_backbone_layers=3, **kwargs)

@@ -9,7 +9,9 @@ from dfss.data.classes import ClassTable
 from dfss.data.coco import coco_from_dict
 from dfss.eval.coco_metrics import evaluate_coco
 from dfss.eval.operating_point import dangerous_object_curve, image_alarm_roc, recall_at_fppi
-from tests.conftest import CATEGORIES  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
+from tests.helpers.data import (
+    CATEGORIES,  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
+)
 
 SCISSORS = {"id": 5, "name": "scissors", "supercategory": "dangerous"}
 

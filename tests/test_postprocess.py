@@ -10,7 +10,7 @@ from dfss.models.postprocess import (
     detections_to_coco,
     postprocess,
 )
-from tests.conftest import CATEGORIES
+from tests.helpers.data import CATEGORIES
 
 LOW = -12.0  # a logit whose sigmoid is ~6e-6
 

@@ -29,7 +29,7 @@ from dfss.models.fcos import fcos_r18, load_torchvision_fcos_weights
 from dfss.models.weights import WeightsError
 from dfss.models.yolox import load_official_checkpoint, yolox_nano
 from dfss.train import build_module, run
-from tests.conftest import cli_env, train_cli
+from tests.helpers.cli import cli_env, train_cli
 
 ROOT = Path(__file__).parents[1]
 
@@ -74,6 +74,7 @@ def _poison(module, steps_to_poison, where="loss"):
     return weight.register_hook(lambda grad: grad * float("nan") if next(calls) in steps_to_poison else grad)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("where", ["loss", "gradient"])
 def test_nan_steps_leave_the_weights_untouched_and_are_counted(where, synth_tiny, tmp_path):
     module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=2)
@@ -85,6 +86,7 @@ def test_nan_steps_leave_the_weights_untouched_and_are_counted(where, synth_tiny
     assert not trainer.optimizers[0].state  # SGD never stepped: no momentum buffers
 
 
+@pytest.mark.integration
 def test_training_goes_on_after_a_nan_step(synth_tiny, tmp_path):
     module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=3)
     before = {k: v.clone() for k, v in module.model.named_parameters()}
@@ -109,6 +111,7 @@ def test_bad_settings_fail_while_building_with_the_reason(override, message, syn
         build_module(cfg, instantiate(cfg.data))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("where", "message"),
     [
@@ -145,6 +148,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loader", ["resume", "teacher", "evaluate", "fcos_weights", "yolox_weights"])
 def test_a_pickled_payload_is_refused_not_executed(loader, synth_tiny, tmp_path):
     marker = tmp_path / "payload-ran"
@@ -174,6 +178,7 @@ def test_a_pickled_payload_is_refused_not_executed(loader, synth_tiny, tmp_path)
     assert marker.exists()
 
 
+@pytest.mark.integration
 def test_resuming_with_another_models_checkpoint_names_the_mismatched_keys(synth_tiny, tmp_path):
     tiny = [
         f"data.root={synth_tiny}",
@@ -213,6 +218,7 @@ def _cli(*overrides: str, cwd: Path, preexec=None) -> tuple[int, str]:
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
@@ -228,6 +234,7 @@ def test_misspelt_override_or_unknown_model_says_what_would_be_right(override, e
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.integration
 def test_a_bad_setting_is_one_line_on_the_command_line(synth_tiny, tmp_path):
     code, output = _cli(f"data.root={synth_tiny}", "data.dangerous_supercategories=[dangerus]", cwd=tmp_path)
     assert code == 2 and "Traceback" not in output, output[-3000:]
@@ -265,6 +272,7 @@ def test_an_unwritable_run_folder_is_reported_before_any_work(synth_tiny, tmp_pa
         run(compose_config("train", overrides, blocker / "run"))
 
 
+@pytest.mark.integration
 def test_a_full_disk_during_checkpointing_is_reported_and_keeps_the_previous_checkpoint(synth_tiny, tmp_path):
     """A file-size limit (RLIMIT_FSIZE: writes past it fail with EFBIG) stands in for a full disk:
     the first run checkpoints normally; the resumed run's checkpoint writes fail."""
@@ -328,6 +336,7 @@ def _fit_one_epoch(root: Path, out: Path, on_error: str) -> None:
     run(compose_config("train", overrides, out))
 
 
+@pytest.mark.integration
 def test_an_image_unreadable_during_training_fails_naming_it(decays_after_checks, tmp_path):
     root, file_name, image_id = decays_after_checks
     with pytest.raises(
@@ -336,6 +345,7 @@ def test_an_image_unreadable_during_training_fails_naming_it(decays_after_checks
         _fit_one_epoch(root, tmp_path / "run", "fail")
 
 
+@pytest.mark.integration
 def test_an_image_unreadable_during_training_is_skipped_and_reported(decays_after_checks, tmp_path):
     root, file_name, image_id = decays_after_checks
     _fit_one_epoch(root, tmp_path / "run", "skip")

@@ -23,7 +23,7 @@ from dfss.report.targets import best_alpha, best_T, verdicts
 from dfss.results.plan import expand, load_plan, plan_from_mapping
 from dfss.results.runner import run_plan
 from dfss.synth.config import load_preset
-from tests.conftest import bench_script
+from tests.helpers.scripts import bench_script
 
 KD_OPTIONS = (
     "kd_loc_only",
@@ -36,6 +36,7 @@ KD_OPTIONS = (
 )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["gpu", "cpu"])
 def test_every_run_of_the_packaged_plans_composes_to_the_intended_config(name, tmp_path):
     plan = load_plan(name)
@@ -210,6 +211,7 @@ def tiny_results(tmp_path_factory):
     return root, out, index
 
 
+@pytest.mark.integration
 def test_a_plan_trains_evaluates_and_rescores_every_run(tiny_results):
     _, out, index = tiny_results
     names = {
@@ -247,6 +249,7 @@ def test_a_plan_trains_evaluates_and_rescores_every_run(tiny_results):
     assert json.loads((out / "weighted_a2_s1" / "eval" / "run.json").read_text())["unknown_threshold"] == 0.0
 
 
+@pytest.mark.integration
 def test_a_finished_plan_is_not_run_again(tiny_results):
     root, out, _ = tiny_results
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/checkpoints/last.ckpt")}
@@ -256,6 +259,7 @@ def test_a_finished_plan_is_not_run_again(tiny_results):
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/eval*/metrics.json")} == evals
 
 
+@pytest.mark.integration
 def test_parallel_runs_equal_the_serial_ones(tiny_results, tmp_path, monkeypatch):
     """jobs=2: each run in its own process, a distilled run only after its teacher's; same seeds give
     the same test metrics as the in-process runs of the fixture (one torch thread in both)."""
@@ -278,6 +282,7 @@ def test_parallel_runs_equal_the_serial_ones(tiny_results, tmp_path, monkeypatch
     assert not list((out / "logs").glob("*.result.json")) and not list((out / "logs").glob("*.job.json"))
 
 
+@pytest.mark.integration
 def test_a_run_folder_deleted_to_redo_it_gets_its_new_times_not_the_old_ones_added(tiny_results, tmp_path):
     root, serial, _ = tiny_results
     out = tmp_path / "out"
@@ -293,6 +298,7 @@ def test_a_run_folder_deleted_to_redo_it_gets_its_new_times_not_the_old_ones_add
     assert (out / "student_s1" / "eval" / "metrics.json").is_file()
 
 
+@pytest.mark.integration
 def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_run(tiny_results, tmp_path):
     from dfss.results.runner import RunFailed
 
@@ -319,6 +325,7 @@ def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_ru
     assert not (out / "distill_s1").exists()
 
 
+@pytest.mark.integration
 def test_cpu_calibration_trains_the_plans_own_teacher_and_judges_its_test_map50(tiny_results, tmp_path):
     calibrate = bench_script("calibrate_cpu")
     root, serial, _ = tiny_results
@@ -393,6 +400,7 @@ def test_report_quotes_the_calibration_record_of_the_frozen_preset_version_only(
         calibration(results)
 
 
+@pytest.mark.integration
 def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path, monkeypatch):
     from dfss.report.cli import main as report_main
 

@@ -14,12 +14,14 @@ import torch
 import yaml
 from hydra.utils import instantiate
 
+from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
 from dfss.lit import DistillModule, StudentModule, TeacherModule
 from dfss.models.checkpoints import read_checkpoint
 from dfss.precision import native_bf16
 from dfss.train import build_module, expected_lightning_warnings_off, run
-from tests.conftest import cli_env, compose_config, tiny_train_overrides
+from tests.helpers.cli import cli_env
+from tests.helpers.data import tiny_train_overrides
 
 ROOT = Path(__file__).parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "dfss" / "conf" / "experiment").glob("*.yaml"))
@@ -27,9 +29,6 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "dfss" / "conf" / "experiment").glo
 
 def _tiny(root: Path, extra: list[str] = ()) -> list[str]:
     return tiny_train_overrides(root, extra)
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +50,7 @@ def teacher_ckpt(synth_tiny, tmp_path_factory) -> Path:
     return out / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_builds(experiment, synth_tiny, teacher_ckpt, tmp_path):
     assert {"teacher", "student", "distill", "distill_weighted"} <= set(EXPERIMENTS)
@@ -81,6 +81,7 @@ def test_every_experiment_composes_and_builds(experiment, synth_tiny, teacher_ck
         instantiate(callback)
 
 
+@pytest.mark.integration
 def test_teacher_checkpoint_holds_config_classes_and_ema(teacher_ckpt):
     checkpoint = read_checkpoint(teacher_ckpt)
     assert checkpoint["dfss_config"]["model"]["net"]["_target_"] == "dfss.models.yolox.yolox_nano"
@@ -88,6 +89,7 @@ def test_teacher_checkpoint_holds_config_classes_and_ema(teacher_ckpt):
     assert any(k.startswith("ema.module.") for k in checkpoint["state_dict"])
 
 
+@pytest.mark.integration
 def test_student_trains_validates_tests_and_logs_every_loss_part(synth_tiny, tmp_path):
     metrics = run(compose_config("train", _tiny(synth_tiny, ["experiment=demo_student"]), tmp_path))
     for key in ("train/loss_epoch", "val/map50", "val/map", "test/map50", "test/map50_dangerous"):
@@ -103,6 +105,7 @@ def test_student_trains_validates_tests_and_logs_every_loss_part(synth_tiny, tmp
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.integration
 def test_distillation_trains_with_nonzero_kd_terms_and_no_teacher_in_checkpoints(
     synth_tiny, teacher_ckpt, tmp_path
 ):
@@ -131,6 +134,7 @@ def test_distillation_trains_with_nonzero_kd_terms_and_no_teacher_in_checkpoints
     assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
 
 
+@pytest.mark.integration
 def test_frozen_teacher_stays_frozen_and_in_eval_mode(synth_tiny, teacher_ckpt, tmp_path):
     cfg = compose_config(
         "train", _tiny(synth_tiny, ["experiment=demo_distill", f"teacher.ckpt_path={teacher_ckpt}"]), tmp_path
@@ -146,6 +150,7 @@ def test_frozen_teacher_stays_frozen_and_in_eval_mode(synth_tiny, teacher_ckpt, 
     assert not optimised & {id(p) for p in module.teacher.parameters()}
 
 
+@pytest.mark.integration
 def test_resume_from_last_checkpoint_continues_the_run(synth_tiny, tmp_path):
     first = _tiny(synth_tiny, ["experiment=demo_student", "test=false"])
     run(compose_config("train", first, tmp_path))
@@ -160,6 +165,7 @@ def test_resume_from_last_checkpoint_continues_the_run(synth_tiny, tmp_path):
     assert checkpoint["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"] == 2
 
 
+@pytest.mark.integration
 def test_wandb_runs_offline_and_writes_its_run_files(synth_tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -172,6 +178,7 @@ def test_wandb_runs_offline_and_writes_its_run_files(synth_tiny, tmp_path, monke
     assert len(tables) == 1 and "false_alarm_rate" in tables[0].read_text()
 
 
+@pytest.mark.integration
 def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth_tiny, tmp_path):
     """trainer=ddp_sim: 2 CPU processes train and checkpoint into ONE run folder; evaluating a
     checkpoint with 2 processes gives exactly the metrics of 1 process (each image scored once,
@@ -198,6 +205,7 @@ def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth
     assert {k: ddp[k] for k in keys} == {k: single[k] for k in keys}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("trainer", ["cpu", "ddp_sim"])
 def test_multirun_sweeps_alpha_from_the_command_line(trainer, synth_tiny, tmp_path):
     """A Hydra multirun over alpha, with single-process and with 2-process DDP jobs: one folder per job."""
@@ -249,6 +257,7 @@ def test_missing_teacher_checkpoint_is_a_clear_error(synth_tiny, tmp_path):
         build_module(cfg, instantiate(cfg.data))
 
 
+@pytest.mark.integration
 def test_sweep_through_the_submitit_launcher(synth_tiny, tmp_path):
     """hydra/launcher=local schedules jobs with submitit, as hydra/launcher=slurm does on a cluster."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -268,6 +277,7 @@ def test_sweep_through_the_submitit_launcher(synth_tiny, tmp_path):
     assert list((tmp_path / ".submitit").glob("*/*_result.pkl")), "submitit did not run the job"
 
 
+@pytest.mark.integration
 def test_optuna_search_runs_trials_and_reports_the_best(synth_tiny, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     command = [
@@ -288,6 +298,7 @@ def test_optuna_search_runs_trials_and_reports_the_best(synth_tiny, tmp_path):
     assert (tmp_path / "1" / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.integration
 def test_tensorboard_logger_writes_event_files_and_null_callbacks_are_off(synth_tiny, tmp_path):
     overrides = [o for o in _tiny(synth_tiny, ["experiment=demo_student", "test=false"]) if o != "logger=csv"]
     # A callback set to null on the command line is switched off (it crashed the Trainer before).
@@ -302,6 +313,7 @@ def test_tensorboard_logger_writes_event_files_and_null_callbacks_are_off(synth_
     assert not (tmp_path / "metrics_history.jsonl").exists()
 
 
+@pytest.mark.integration
 def test_speed_switches_put_the_detector_in_channels_last_without_changing_checkpoint_keys(
     synth_tiny, tmp_path
 ):
@@ -323,6 +335,7 @@ def test_speed_switches_put_the_detector_in_channels_last_without_changing_check
     assert set(module.state_dict()) == set(build_module(cfg, datamodule).state_dict())
 
 
+@pytest.mark.integration
 def test_trainer_cpu_picks_bf16_and_channels_last_where_native_and_one_override_turns_both_off(
     synth_tiny, tmp_path
 ):
@@ -381,6 +394,7 @@ class _SlowDataset(torch.utils.data.Dataset):
         return self.dataset[index]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("delay", [0.0, 0.25])
 def test_iteration_timer_tells_data_waiting_from_step_time(delay, synth_tiny, tmp_path):
     from dfss.lit.callbacks import IterationTimer
@@ -431,6 +445,7 @@ class _ToyModule(L.LightningModule):
         return torch.optim.SGD(self.model.parameters(), lr=0.1)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("frozen_name, silenced", [("teacher", True), ("ema", True), ("head", False)])
 def test_lightning_eval_mode_warning_is_silenced_only_for_the_teacher_and_ema(
     frozen_name, silenced, tmp_path
@@ -453,6 +468,7 @@ def test_lightning_eval_mode_warning_is_silenced_only_for_the_teacher_and_ema(
     assert warned is not silenced
 
 
+@pytest.mark.integration
 def test_wandb_logger_does_not_print_wandbs_anonymous_setting_warning(tmp_path):
     # In a fresh process: wandb keeps its settings (WANDB_SILENT included) process-wide once set up.
     script = (

@@ -59,15 +59,6 @@ def tiny_targets() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return boxes, labels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: on 2 shared cores, intra-op threads only add contention (10x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------------- model
 
 

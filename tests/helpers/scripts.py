@@ -1,0 +1,19 @@
+"""The ``bench/`` and ``experiments/`` scripts, imported as modules."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def bench_script(name: str, folder: str = "bench"):
+    """``<folder>/<name>.py`` (``bench/`` or ``experiments/``) imported as a module (the scripts are
+    not a package), to call its ``main`` or read its tables in-process."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

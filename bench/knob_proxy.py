@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     version, variants = ROUNDS[args.round]
     if base.version != version:
         parser.error(
-            f"round {args.round!r} changes knobs of preset version {version!r}, but {args.preset!r} is {base.version!r}"
+            f"round {args.round!r} changes knobs of preset version {version!r}, "
+            f"but {args.preset!r} is {base.version!r}"
         )
     unknown = sorted(set(args.only or ()) - set(variants))
     if unknown:
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(row), flush=True)
     reference = next((r["map50"] for r in rows if r["variant"] == "preset"), None)
     print(
-        "\n| variant | knobs | test mAP50 | Δ vs preset | dangerous | normal | mAP small |\n|---|---|---|---|---|---|---|"
+        "\n| variant | knobs | test mAP50 | Δ vs preset | dangerous | normal | mAP small |\n"
+        "|---|---|---|---|---|---|---|"
     )
     for r in rows:
         delta = "" if reference is None else f"{100 * (r['map50'] - reference):+.1f} pts"

@@ -12,8 +12,9 @@ augmentation (mosaic 1.0, mixup 0.5, L1 from epoch 25) in three arms and prints 
 
     python bench/mosaic_ab.py [--seeds 1 2] [--jobs 2] [--out results/mosaic_ab]
 
-Each run is its own process (the results runner's ``run_parallel``, logs in ``<out>/logs/``), one torch thread, ``--jobs`` at a time, about 4 minutes
-each on this project's CPU; finished runs are not retrained. Writes ``<out>/summary.json`` and the table, ``<out>/summary.md``.
+Each run is its own process (the results runner's ``run_parallel``, logs in ``<out>/logs/``), one
+torch thread, ``--jobs`` at a time, about 4 minutes each on this project's CPU; finished runs are
+not retrained. Writes ``<out>/summary.json`` and the table, ``<out>/summary.md``.
 """
 
 from __future__ import annotations

@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if (name, "bf16_cl") in by:
             value = by[(name, "bf16_cl")]["x_fp32"]
             print(
-                f"#   {name:<14} {value:>6.2f}x  (target >= {target})  {'met' if value >= target else 'MISSED'}"
+                f"#   {name:<14} {value:>6.2f}x  (target >= {target})  "
+                f"{'met' if value >= target else 'MISSED'}"
             )
     print_json_lines(head, rows)
     return rows

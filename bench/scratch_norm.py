@@ -121,12 +121,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             }
         )
     print(
-        f"# scratch_norm  {head['date']}  {len(images)} scans, {args.size} px, {args.steps} SGD steps, seed {args.seed}"
+        f"# scratch_norm  {head['date']}  {len(images)} scans, {args.size} px, "
+        f"{args.steps} SGD steps, seed {args.seed}"
     )
     print(f"{'variant':<36}{'first':>8}{'last 5 (mean, min-max)':>26}")
     for r in rows:
         print(
-            f"{r['variant']:<36}{r['first_loss']:>8.3f}    {r['last5_mean']:.3f} ({r['last5_min']:.3f}-{r['last5_max']:.3f})"
+            f"{r['variant']:<36}{r['first_loss']:>8.3f}    "
+            f"{r['last5_mean']:.3f} ({r['last5_min']:.3f}-{r['last5_max']:.3f})"
         )
     print_json_lines(head, rows)
     return rows

@@ -18,8 +18,8 @@ Same random uint8 images and boxes (8 per image) for all; median of the timed st
 Ratios (``x``) are to the torchvision row of the same kind; ``mib/img`` is the peak memory of the
 step (CUDA allocator; on CPU the rise of the peak RSS, approximate) over the batch size.
 
-    python bench/steps_speed.py                                  # CPU: 256 px, batch 2, eager
-    python bench/steps_speed.py --device cuda                    # 640 px, batch 16, bf16, channels_last, compile
+    python bench/steps_speed.py                  # CPU: 256 px, batch 2, eager
+    python bench/steps_speed.py --device cuda    # 640 px, batch 16, bf16, channels_last, compile
 """
 
 from __future__ import annotations
@@ -388,7 +388,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = run(s)
     head["load_avg_1m_at_end"] = load_average()
     print(
-        f"# steps_speed  {head['date']}  {head['device']}  torch {head['torch']}  {s.size}px  batch {s.batch}  "
+        f"# steps_speed  {head['date']}  {head['device']}  torch {head['torch']}  "
+        f"{s.size}px  batch {s.batch}  "
         f"bf16 {s.bf16}  channels_last {s.channels_last}  compile {s.compile}  threads {head['threads']}"
     )
     print(f"{'step':<16}{'img/s':>10}{'ms':>10}{'x tv':>8}{'MiB/img':>9}  other")

@@ -12,8 +12,9 @@ Two modes, exactly one of which a run sets:
 Both write ``metrics.json`` (overall, per supercategory, the alarm operating point),
 ``per_class.csv`` (AP, AP50, AP75, recall per class), ``pr_curves.json``, ``roc.json`` and
 ``run.json`` (what was evaluated: split, checkpoint or file, the unknown rule, detection counts), and
-print a table; with ``model_card=true`` (checkpoint mode) also ``model_card.md``. The ground truth is the split's json as the data module validates it,
-so the figures describe exactly the images and annotations a model would be evaluated on.
+print a table; with ``model_card=true`` (checkpoint mode) also ``model_card.md``. The ground truth is
+the split's json as the data module validates it, so the figures describe exactly the images and
+annotations a model would be evaluated on.
 """
 
 from __future__ import annotations

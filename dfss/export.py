@@ -249,7 +249,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if check["boxes_relative"] > cfg.tolerance or prob_diff > cfg.tolerance:
             raise ExportError(
                 f"{path} does not reproduce the model: max |diff| boxes {check['boxes_relative']:.3g} "
-                f"relative, probabilities {prob_diff:.3g} (tolerance {cfg.tolerance:g}); check=false skips this"
+                f"relative, probabilities {prob_diff:.3g} (tolerance {cfg.tolerance:g}); "
+                "check=false skips this"
             )
     log.info("wrote %s and %s", path, sidecar_path(path))
     return {"path": str(path), "sidecar": str(sidecar_path(path)), "info": info.to_json()}

@@ -77,7 +77,8 @@ def drawn_image_paths(paths: Sequence[Path], output_dir: Path) -> list[Path]:
     overwritten = sorted(set(drawn) & {Path(os.path.abspath(p)) for p in paths})
     if overwritten:
         raise ConfigError(
-            f"output={output_dir} would overwrite the input image {overwritten[0]}; choose another output folder"
+            f"output={output_dir} would overwrite the input image {overwritten[0]}; "
+            "choose another output folder"
         )
     return drawn
 

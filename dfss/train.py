@@ -123,7 +123,8 @@ def refuse_frozen_random_layers(net_cfg: DictConfig, model: nn.Module) -> None:
         settings = {k: net_cfg.get(k) for k in ("norm", "trainable_backbone_layers") if k in net_cfg}
         raise ConfigError(
             f"{net_cfg.get('_target_')} without weights would train {len(frozen)} frozen random tensors "
-            f"and {len(frozen_norm)} frozen batch norms ({', '.join(f'{k}={v}' for k, v in settings.items())}): "
+            f"and {len(frozen_norm)} frozen batch norms "
+            f"({', '.join(f'{k}={v}' for k, v in settings.items())}): "
             "those are for pretrained weights; leave model.net.norm=auto and "
             "model.net.trainable_backbone_layers=null, or give model.net.weights=<file>"
         )
@@ -268,7 +269,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     if cfg.get("test", True):
-        # After training: the best checkpoint. Without training: the given checkpoint (or the weights as built).
+        # After training: the best checkpoint. Without training: the given checkpoint
+        # (or the weights as built).
         tested = (
             best if cfg.get("train", True) else resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
         )

@@ -73,7 +73,8 @@ def fmt_stat(values: list[float]) -> str:
 def table(arms: list[Arm], metric: str) -> list[str]:
     reference = arms[0]
     lines = [
-        f"| arm ({metric}) | seeds | per seed | mean ± std | difference to {reference.label} (paired, 95 % CI) |",
+        f"| arm ({metric}) | seeds | per seed | mean ± std | "
+        f"difference to {reference.label} (paired, 95 % CI) |",
         "|---|---|---|---|---|",
     ]
     for arm in arms:

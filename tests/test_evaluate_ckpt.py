@@ -129,8 +129,8 @@ def test_model_card_holds_the_checkpoints_facts_figures_operating_point_and_spee
     assert "fcos" in card.lower() and "128 x 128 px" in card and "no distillation" in card
     assert f"| all classes | {metrics['map50']:.3f} | {metrics['map']:.3f} |" in card
     assert (
-        f"| alarm ROC AUC | {'-' if math.isnan(metrics['alarm_auc']) else format(metrics['alarm_auc'], '.3f')} |"
-        in card
+        "| alarm ROC AUC | "
+        f"{'-' if math.isnan(metrics['alarm_auc']) else format(metrics['alarm_auc'], '.3f')} |" in card
     )
     _, categories = _categories(synth_tiny)
     for category in categories:  # every class with its supercategory

@@ -142,7 +142,10 @@ def test_ddp_spawn_rank_failure_reaches_the_caller_and_leaves_no_process(synth_t
     assert raised.value.error_index == 1, f"the error is attributed to rank {raised.value.error_index}"
     assert elapsed < TRAIN_TIMEOUT_S
     assert _wait_until(lambda: not multiprocessing.active_children()), multiprocessing.active_children()
-    leftover = lambda: {p: c for p, c in _live_descendants().items() if p not in before and not _is_helper(c)}  # noqa: E731
+
+    def leftover():
+        return {p: c for p, c in _live_descendants().items() if p not in before and not _is_helper(c)}
+
     assert _wait_until(lambda: not leftover()), f"processes left alive after the failed run: {leftover()}"
 
 

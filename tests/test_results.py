@@ -444,7 +444,8 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     # The one-seed ablations are read against DFSS's own spread over its seeds.
     low, high = sorted(r.metrics["map50"] for r in results.arm("distill"))
     assert f"{(high - low) * 100:.1f} points apart: a Δ smaller than that is within seed-to-seed" in text
-    # A demo-scale plan is not the benchmark: the report says which version of the benchmark preset is current.
+    # A demo-scale plan is not the benchmark: the report says which version of the benchmark preset
+    # is current.
     version = load_preset("results").version
     assert f"the benchmark preset 'results' is version `{version}`" in text
     # One W&B offline run with the plots.

@@ -46,7 +46,8 @@ example:
   dfss-convert voc2coco --xml-dir VOC/Annotations --image-dir VOC/JPEGImages \\
       --classes classmap.yaml --out train.json"""
 
-_YOLO_EPILOG = """Labels: <label-dir>/<image path relative to image-dir, suffix .txt>, one 'cls cx cy w h' line per
+_YOLO_EPILOG = """\
+Labels: <label-dir>/<image path relative to image-dir, suffix .txt>, one 'cls cx cy w h' line per
 box, normalised to [0, 1]; cls is the 0-based index into the class map. Images without a label file
 (or with an empty one) are negatives. A label file without an image is an error.
 
@@ -105,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     to_voc = sub.add_parser(
         "coco2voc",
         help="COCO json -> one VOC xml per image",
-        epilog="iscrowd boxes are written as <difficult>1</difficult>; coordinates are rounded to whole pixels.\n\n"
+        epilog="iscrowd boxes are written as <difficult>1</difficult>; "
+        "coordinates are rounded to whole pixels.\n\n"
         "example:\n  dfss-convert coco2voc --ann train.json --xml-dir out/Annotations",
         formatter_class=_RAW,
     )
@@ -117,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     to_yolo = sub.add_parser(
         "coco2yolo",
         help="COCO json -> one YOLO txt per image",
-        epilog="Class index i is the i-th category by ascending COCO id; --classes-out writes that order as a\n"
+        epilog="Class index i is the i-th category by ascending COCO id; "
+        "--classes-out writes that order as a\n"
         "class map yaml for yolo2coco. Negatives get empty label files.\n\n"
-        "example:\n  dfss-convert coco2yolo --ann train.json --label-dir out/labels/train --classes-out map.yaml",
+        "example:\n  dfss-convert coco2yolo --ann train.json --label-dir out/labels/train "
+        "--classes-out map.yaml",
         formatter_class=_RAW,
     )
     to_yolo.add_argument("--ann", metavar="JSON", required=True, help="COCO json to read")

@@ -106,7 +106,8 @@ def build_model_from_checkpoint(
     missing, unexpected = model.load_state_dict(model_state(checkpoint, prefer_ema=prefer_ema), strict=False)
     if missing or unexpected:
         raise CheckpointError(
-            f"{path} does not fit {net_config['_target_']}: missing keys {missing[:5]}, unexpected {unexpected[:5]}"
+            f"{path} does not fit {net_config['_target_']}: "
+            f"missing keys {missing[:5]}, unexpected {unexpected[:5]}"
         )
     return model
 

@@ -190,7 +190,8 @@ def _ablation_noise(results: Results) -> list[str]:
     return [
         f"Seed noise: the ablations ran with seed {', '.join(map(str, seeds))} only, and DFSS itself scored "
         f"{_f(low)} (seed {low_seed}) to {_f(high)} (seed {high_seed}) mAP50 over its {len(values)} seeds, "
-        f"{_pts(high - low).lstrip('+')} points apart: a Δ smaller than that is within seed-to-seed variation.",
+        f"{_pts(high - low).lstrip('+')} points apart: "
+        "a Δ smaller than that is within seed-to-seed variation.",
         "",
     ]
 
@@ -280,8 +281,10 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         "",
         *(
             [
-                f"> **Not the benchmark.** These figures come from the `{plan['name']}` plan ({plan.get('description', '')}): "
-                "they show every experiment and every table working end to end, not what the method achieves. "
+                f"> **Not the benchmark.** These figures come from the `{plan['name']}` plan "
+                f"({plan.get('description', '')}): "
+                "they show every experiment and every table working end to end, "
+                "not what the method achieves. "
                 "The GPU plan (`make results`) is the comparison that counts.",
                 "",
             ]
@@ -292,8 +295,11 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         f"- **Data**: `dfss-synth --preset {plan['synth_preset']}` (version `{synth.get('version', '?')}`, "
         f"{synth.get('image_size', '?')} px, {synth.get('num_train', '?')} / {synth.get('num_val', '?')} / "
         f"{synth.get('num_test', '?')} train / val / test images); every figure is on the **test** split.",
-        f"- **Machine**: {env.get('device', '?')} (CUDA: {env.get('cuda', '?')}), torch {env.get('torch', '?')}; "
-        f"training took {total / 60:.1f} min in all (a run resumed after an interruption counts its last part only) ({index.get('started', '?')} → {index.get('finished', 'unfinished')}){wall_clock(index)}.",
+        f"- **Machine**: {env.get('device', '?')} (CUDA: {env.get('cuda', '?')}), "
+        f"torch {env.get('torch', '?')}; "
+        f"training took {total / 60:.1f} min in all "
+        "(a run resumed after an interruption counts its last part only) "
+        f"({index.get('started', '?')} → {index.get('finished', 'unfinished')}){wall_clock(index)}.",
         f"- **Calibration** of the benchmark: {calib.target} — measured {calib.measured}: {calib.status}.",
         "- Figures are `mean ± sample std` over seeds (a single value: one seed). The paper's numbers are on "
         "its own private data: they orient, they do not compare like for like.",
@@ -318,7 +324,8 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         "## (4) Class-weighted loss (the paper's Table 1)",
         "",
         "alpha = 1 is the DFSS run itself (the same configuration and seeds). The paper fine-tuned its "
-        "weighted model from the distillation checkpoint; here every alpha trains from scratch on the same schedule.",
+        "weighted model from the distillation checkpoint; "
+        "here every alpha trains from scratch on the same schedule.",
         "",
         *_weighted_table(results),
         "",
@@ -336,9 +343,11 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
     if results.sweep_runs:
         runs = results.sweep_runs
         lines += [
-            f"The runs with alpha = {runs[0].alpha:g} ({', '.join(r.name for r in runs)}), evaluated again with the "
+            f"The runs with alpha = {runs[0].alpha:g} ({', '.join(r.name for r in runs)}), "
+            "evaluated again with the "
             "unknown rule at each T: a point whose centerness says *object* but whose best class probability "
-            "is below T is reported as `unknown`. Known mAP50 is the mean AP50 over the dangerous and normal classes.",
+            "is below T is reported as `unknown`. "
+            "Known mAP50 is the mean AP50 over the dangerous and normal classes.",
             "",
             *_t_table(results),
             "",

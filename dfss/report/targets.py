@@ -172,7 +172,10 @@ def calibration(results: Results) -> Verdict:
         records = calibration_records(folder, benchmark, version)
         if records:
             path, record = records[-1]
-            where = f"calibrated by the GPU plan's teacher trained on the CPU: test mAP50 {record['teacher_test_map50']:.3f}, `{_shown(path)}`"
+            where = (
+                "calibrated by the GPU plan's teacher trained on the CPU: "
+                f"test mAP50 {record['teacher_test_map50']:.3f}, `{_shown(path)}`"
+            )
         else:
             where = f"no calibration record of that version; its calibration runs: `{_shown(folder)}/`"
         measured = (

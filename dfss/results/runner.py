@@ -103,7 +103,8 @@ def _train(spec: RunSpec, run_dir: Path, out: Path, quiet: bool = False) -> None
 
 
 def evaluate_checkpoint(eval_overrides, ckpt: Path, eval_dir: Path, T: float | None) -> dict[str, float]:
-    """`evaluate.py` of ``ckpt`` into ``eval_dir`` with the plan's eval overrides and the unknown rule at T."""
+    """`evaluate.py` of ``ckpt`` into ``eval_dir`` with the plan's eval overrides and the unknown rule
+    at T."""
     from dfss.evaluate import run as evaluate
 
     threshold = ["threshold=none"] if not T else ["threshold=unknown", f"threshold.T={T:g}"]
@@ -303,8 +304,10 @@ def check_accelerator(plan: Plan, specs: list[RunSpec]) -> None:
         cfg = compose_config("train", [f"experiment={spec.experiment}", *spec.overrides], "unused")
         if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda"):
             raise ConfigError(
-                f"plan {plan.name!r} trains on a GPU ({spec.name}: trainer.accelerator={cfg.trainer.accelerator}) "
-                "and this machine has none; run the CPU plan instead: dfss-results --plan cpu (make results PLAN=cpu)"
+                f"plan {plan.name!r} trains on a GPU "
+                f"({spec.name}: trainer.accelerator={cfg.trainer.accelerator}) "
+                "and this machine has none; run the CPU plan instead: "
+                "dfss-results --plan cpu (make results PLAN=cpu)"
             )
 
 

@@ -1,4 +1,4 @@
-"""The benchmark scripts run and report what the README's tables are built from (tiny sizes)."""
+"""The speed benchmarks (``bench/``) run and report what the benchmark tables are built from (tiny sizes)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.helpers.scripts import bench_script
 
 BENCH = Path(__file__).parents[1] / "bench"
 
@@ -60,20 +58,6 @@ def test_data_speed_reports_per_worker_and_loader_rates(tmp_path):
     for r in results:
         assert r["img_per_s_per_worker"] > 0 and r["loader_img_per_s"] > 0
         assert r["workers_needed"] >= 1 and isinstance(r["data_bound_with_default_workers"], bool)
-
-
-@pytest.mark.integration
-def test_scratch_norm_trains_both_r50_builds_from_one_seed(synth_tiny):
-    rows = _rows(
-        "scratch_norm.py", "--data", str(synth_tiny), "--images", "4", "--size", "64", "--steps", "2"
-    )
-    head, *results = rows
-    assert head["images"] == 4 and head["steps"] == 2
-    assert [(r["norm"], r["trainable_backbone_layers"]) for r in results] == [("frozen_bn", 3), ("bn", 5)]
-    # One seed, one batch: both start from the same heads on the same scans, so the first losses are
-    # close; the builds differ only in the backbone.
-    assert abs(results[0]["first_loss"] - results[1]["first_loss"]) < 0.5
-    assert all(r["last5_min"] > 0 for r in results)
 
 
 @pytest.mark.slow
@@ -164,40 +148,3 @@ def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
     for r in results:
         assert r["latency_bs1_ms"] > 0 and r["img_per_s"] > 0 and r["postprocess_bs1_ms"] > 0
         assert r["max_abs_diff_boxes_px"] < 1e-2 and r["max_abs_diff_probs"] < 1e-5
-
-
-def test_knob_proxy_changes_scene_knobs_only_and_refuses_a_round_of_another_preset_version(tmp_path):
-    from dfss.synth.config import load_preset
-
-    knob_proxy = bench_script("knob_proxy")
-    scene_knobs = {"clutter", "max_overlap_iou", "objects_per_image", "scale_range", "photons_per_pixel"}
-    for name, (_version, variants) in knob_proxy.ROUNDS.items():
-        assert variants["preset"] == {}, name  # every round measures its own baseline
-        for knobs in variants.values():
-            assert set(knobs) <= scene_knobs, (name, knobs)
-    current = load_preset("results").version
-    stale = [name for name, (version, _) in knob_proxy.ROUNDS.items() if version != current]
-    assert stale  # try3's round was relative to results-1.0
-    for name in stale:
-        with pytest.raises(SystemExit):  # before rendering or loading anything
-            knob_proxy.main(
-                ["--round", name, "--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(tmp_path)]
-            )
-    # a misspelt --only name is refused, not silently skipped (a round on the current preset)
-    knob_proxy.ROUNDS["now"] = (current, {"preset": {}, "photons_150": {"photons_per_pixel": 150.0}})
-    with pytest.raises(SystemExit):
-        knob_proxy.main(
-            [
-                "--round",
-                "now",
-                "--ckpt",
-                "x",
-                "--data-dir",
-                str(tmp_path),
-                "--out",
-                str(tmp_path / "out"),
-                "--only",
-                "photons_15",
-            ]
-        )
-    assert not any(tmp_path.iterdir())

@@ -327,7 +327,7 @@ def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_ru
 
 @pytest.mark.integration
 def test_cpu_calibration_trains_the_plans_own_teacher_and_judges_its_test_map50(tiny_results, tmp_path):
-    calibrate = bench_script("calibrate_cpu")
+    calibrate = bench_script("calibrate_cpu", "experiments")
     root, serial, _ = tiny_results
     argv = [
         "--plan",

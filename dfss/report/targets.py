@@ -191,7 +191,7 @@ def calibration(results: Results) -> Verdict:
 
 
 def calibration_records(folder: Path, preset: str, version: str) -> list[tuple[Path, dict]]:
-    """The ``calibration.json`` files under ``folder`` (``bench/calibrate_cpu.py``'s) that put
+    """The ``calibration.json`` files under ``folder`` (``experiments/calibrate_cpu.py``'s) that put
     ``preset`` at ``version`` in range, in name order. Records without a version (written before
     they named it) and out-of-range tries calibrate nothing."""
     found = []

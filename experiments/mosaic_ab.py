@@ -10,7 +10,7 @@ augmentation (mosaic 1.0, mixup 0.5, L1 from epoch 25) in three arms and prints 
 * ``zoom``: the default window zoom ``(0.6, 1.8)``, never closed;
 * ``zoom+close``: the default zoom, mosaic and mixup off from epoch 25 (the teacher experiment now).
 
-    python bench/mosaic_ab.py [--seeds 1 2] [--jobs 2] [--out results/mosaic_ab]
+    python experiments/mosaic_ab.py [--seeds 1 2] [--jobs 2] [--out results/mosaic_ab]
 
 Each run is its own process (the results runner's ``run_parallel``, logs in ``<out>/logs/``), one
 torch thread, ``--jobs`` at a time, about 4 minutes each on this project's CPU; finished runs are

@@ -13,8 +13,8 @@ About 10 minutes an epoch on one core of this project's machine, so some 5 hours
 again after an interruption (a session's end) and it continues from ``last.ckpt``; a finished run
 is only evaluated.
 
-    python bench/calibrate_cpu.py                      # results/calibration/teacher_try1
-    python bench/calibrate_cpu.py --name teacher_try2  # another try (after changing the preset)
+    python experiments/calibrate_cpu.py                      # results/calibration/teacher_try1
+    python experiments/calibrate_cpu.py --name teacher_try2  # another try (after changing the preset)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which scene knob makes the ``results`` preset harder, and by how much: a cheap proxy before a
+r"""Which scene knob makes the ``results`` preset harder, and by how much: a cheap proxy before a
 calibration try.
 
 A calibration try trains the GPU plan's teacher for 30 epochs (some 3 hours on this project's CPU).
@@ -15,9 +15,11 @@ the script refuses a round whose base is not the current preset, so an old table
 A round is rerun at a commit where the preset had its version (results/calibration/README.md):
 
     # before try 3 (results-1.0): try 2's teacher
-    python bench/knob_proxy.py --round try3 --ckpt results/calibration/teacher_try2/checkpoints/last.ckpt
+    python experiments/knob_proxy.py --round try3 \
+        --ckpt results/calibration/teacher_try2/checkpoints/last.ckpt
     # before try 4 (results-1.1): try 3's teacher
-    python bench/knob_proxy.py --round try4 --ckpt results/calibration/teacher_try3/checkpoints/last.ckpt
+    python experiments/knob_proxy.py --round try4 \
+        --ckpt results/calibration/teacher_try3/checkpoints/last.ckpt
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ stem and first stage frozen) is the identity normalisation over a frozen random 
 both builds from the same seed on the same few scans of the small synthetic set (fitting them:
 trainability, not accuracy) and prints the training loss of each, side by side.
 
-    python bench/scratch_norm.py                  # 8 scans at 160 px, batch 8, 80 SGD steps
-    python bench/scratch_norm.py --steps 20
+    python experiments/scratch_norm.py                  # 8 scans at 160 px, batch 8, 80 SGD steps
+    python experiments/scratch_norm.py --steps 20
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import machine, print_json_lines
 from PIL import Image
 
 from dfss.models.fcos import FCOSCriterion
 from dfss.models.fcos.model import fcos_r50
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from _common import machine, print_json_lines
 
 VARIANTS = {  # name -> fcos_r50 keyword arguments
     "frozen_bn, 3 stages (torchvision)": {"norm": "frozen_bn", "trainable_backbone_layers": 3},

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.helpers.scripts import bench_script
 
@@ -93,3 +94,37 @@ def test_knob_proxy_changes_scene_knobs_only_and_refuses_a_round_of_another_pres
             ]
         )
     assert not any(tmp_path.iterdir())
+
+
+def test_auroc_is_the_mann_whitney_probability_with_ties_counted_half():
+    separation = bench_script("quality_separation", "experiments")
+    assert separation.auroc(torch.tensor([0.9, 0.8]), torch.tensor([0.1, 0.2, 0.3])) == 1.0
+    assert separation.auroc(torch.tensor([0.1]), torch.tensor([0.9, 0.8])) == 0.0
+    assert separation.auroc(torch.tensor([0.5, 0.5]), torch.tensor([0.5])) == 0.5  # all ties
+    # 0.6 beats 0.2 and ties 0.6 (1.5 of 2); 0.1 beats nothing (0 of 2): 1.5 / 4
+    assert separation.auroc(torch.tensor([0.6, 0.1]), torch.tensor([0.2, 0.6])) == pytest.approx(0.375)
+
+
+def test_quality_tally_counts_objects_background_and_flags_per_threshold():
+    separation = bench_script("quality_separation", "experiments")
+    # points on a 4 x 4 grid at 8 px steps; a known box over the top-left 2 x 2, an unknown one bottom-right
+    ys, xs = torch.meshgrid(torch.arange(4) * 8.0 + 4, torch.arange(4) * 8.0 + 4, indexing="ij")
+    points = torch.stack([xs.flatten(), ys.flatten()], dim=1)
+    boxes = torch.tensor([[0.0, 0.0, 16.0, 16.0], [16.0, 16.0, 32.0, 32.0]])
+    unknown = torch.tensor([False, True])
+    inside_known = (points[:, 0] < 16) & (points[:, 1] < 16)
+    inside_unknown = (points[:, 0] > 16) & (points[:, 1] > 16)
+    q = torch.where(inside_known | inside_unknown, 0.9, 0.3)
+    q[3] = 0.7  # one background point (x 28, y 4) looks like an object
+    p_max = torch.where(inside_known, 0.8, 0.05)
+    tally = separation.Tally((0.1,), min_quality=0.5)
+    tally.add_image(points, q, p_max, boxes, unknown)
+    figures = tally.figures()
+    assert figures["known_hit"] == 1.0 and figures["unknown_hit"] == 1.0
+    assert figures["bg_over_min"] == pytest.approx(1 / 8)  # 8 background points, one at 0.7
+    assert figures["bg_flagged@0.1"] == 1.0  # that point, in the one image
+    assert figures["unknown_flagged@0.1"] == 1.0
+    assert figures["auroc"] == 1.0  # box interiors 0.9 against background 0.3 / 0.7
+    tally = separation.Tally((0.1,), min_quality=0.95)  # nothing reaches the floor
+    tally.add_image(points, q, p_max, boxes, unknown)
+    assert tally.figures()["unknown_hit"] == 0.0 and tally.figures()["bg_flagged@0.1"] == 0.0

@@ -7,6 +7,7 @@ directly with a composed config.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -130,13 +131,32 @@ def refuse_frozen_random_layers(net_cfg: DictConfig, model: nn.Module) -> None:
         )
 
 
+def build_criterion(cfg: DictConfig, num_classes: int, class_weights: Any) -> Any:
+    """The detection criterion, ``loss.criterion`` (the model config picks the one its outputs need;
+    run configs from before that key carry it as ``model.criterion``)."""
+    node = cfg.loss.get("criterion") or cfg.model.get("criterion")
+    if node is None:
+        raise ConfigError(
+            "no detection criterion: the model config must pick one (loss/criterion/<name>.yaml)"
+        )
+    target = node._target_
+    accepted = set(inspect.signature(get_class(target)).parameters) - {"self", "num_classes", "class_weights"}
+    unknown = sorted(set(node) - accepted - {"_target_"})
+    if unknown:
+        settings = ", ".join(sorted(accepted))
+        raise ConfigError(
+            f"loss.criterion.{unknown[0]} is not a setting of {target}; its settings: {settings}"
+        )
+    return instantiate(node, num_classes=num_classes, class_weights=class_weights)
+
+
 def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
     """The Lightning module of ``cfg.module`` with its model, criterion, post-processing and teacher."""
     table = datamodule.class_table
     model = instantiate(cfg.model.net, num_classes=table.num_classes)
     refuse_frozen_random_layers(cfg.model.net, model)
     class_weights = table.class_weights(float(cfg.loss.dangerous_weight))
-    criterion = instantiate(cfg.model.criterion, num_classes=table.num_classes, class_weights=class_weights)
+    criterion = build_criterion(cfg, table.num_classes, class_weights)
     postprocess_config = instantiate(cfg.threshold).apply(instantiate(cfg.model.postprocess))
     extra: dict[str, Any] = {}
     if cfg.loss.get("distill") is not None:

@@ -1,6 +1,6 @@
 """Calibrate the ``results`` preset without a GPU: the GPU plan's teacher, trained on the CPU.
 
-The GPU plan (``dfss/conf/results/gpu.yaml``) fixes the teacher's schedule in epochs — YOLOX-s,
+The GPU plan (``dfss/results/plans/gpu.yaml``) fixes the teacher's schedule in epochs — YOLOX-s,
 30 epochs, batch 32, on the 320 px ``results`` set — so its test mAP50, the figure the preset is
 calibrated on (0.60-0.75), does not depend on the machine that trains it. This script runs exactly
 that stage's config (read from the plan, so the two cannot drift apart) with ``trainer=cpu``

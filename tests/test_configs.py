@@ -87,3 +87,58 @@ def test_kd_balance_options_change_only_what_they_name(tmp_path):
     assert (student.cls_points, student.bbox_points) == ("student_positive", "student_positive")
     assert (base.cls_points, base.bbox_points) == ("teacher_confident", "teacher_confident")
     assert student.loc_points == base.loc_points and student.lambda_bbox == base.lambda_bbox
+
+
+@pytest.mark.parametrize(
+    ("overrides", "criterion", "setting", "value"),
+    [
+        (["experiment=demo_student", "loss.criterion.focal_gamma=1.5"], "FCOSCriterion", "focal_gamma", 1.5),
+        (
+            ["experiment=demo_teacher", "loss.criterion.center_radius=1.5"],
+            "YOLOXCriterion",
+            "center_radius",
+            1.5,
+        ),
+        (["experiment=demo_student"], "FCOSCriterion", "focal_gamma", 2.0),  # the default
+    ],
+)
+def test_the_loss_group_holds_the_criterions_settings(overrides, criterion, setting, value, tmp_path):
+    from dfss.train import build_criterion
+
+    cfg = _compose("train", overrides, tmp_path)
+    built = build_criterion(cfg, num_classes=3, class_weights=None)
+    assert type(built).__name__ == criterion and getattr(built, setting) == value
+
+
+def test_a_criterion_setting_of_the_other_model_family_is_refused_with_the_valid_ones(tmp_path):
+    from dfss.errors import ConfigError
+    from dfss.train import build_criterion
+
+    cfg = _compose("train", ["experiment=demo_student", "+loss.criterion.center_radius=2.5"], tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"loss.criterion.center_radius is not a setting of .*FCOSCriterion"
+    ):
+        build_criterion(cfg, num_classes=3, class_weights=None)
+
+
+def test_a_run_config_from_before_loss_criterion_still_builds(tmp_path):
+    from omegaconf import open_dict
+
+    from dfss.train import build_criterion
+
+    cfg = _compose("train", ["experiment=demo_student"], tmp_path)
+    with open_dict(cfg):  # as checkpoints written before the loss group held it: model.criterion
+        del cfg.loss["criterion"]
+        cfg.model.criterion = {"_target_": "dfss.models.fcos.FCOSCriterion", "focal_gamma": 1.0}
+    built = build_criterion(cfg, num_classes=3, class_weights=None)
+    assert type(built).__name__ == "FCOSCriterion" and built.focal_gamma == 1.0
+
+
+def test_plans_and_presets_live_outside_the_hydra_tree():
+    from dfss.results.plan import load_plan, plan_names
+    from dfss.synth.config import load_preset, preset_names
+
+    conf = Path(__file__).parents[1] / "dfss" / "conf"
+    assert not (conf / "results").exists() and not (conf / "synth").exists()
+    assert plan_names() == ["cpu", "gpu"] and load_plan("cpu").name == "cpu"
+    assert {"small", "benchmark", "results"} <= set(preset_names()) and load_preset("results").version

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).parents[1] / "bench"
+from tests.helpers.scripts import script_rows
 
 
-def _rows(script: str, *args: str, timeout: int = 600) -> list[dict]:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=BENCH,
-        env={"OMP_NUM_THREADS": "1", "PATH": ""},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+def _rows(script: str, *args: str) -> list[dict]:
+    return script_rows("bench", script, *args)
 
 
 @pytest.mark.integration

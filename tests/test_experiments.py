@@ -3,32 +3,20 @@ tiny runs of the ones that train."""
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers.scripts import bench_script
+from tests.helpers.scripts import bench_script, script_rows
 
 CPU_RESULTS = Path(__file__).parents[1] / "results" / "cpu"
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
 
 
-def _rows(script: str, *args: str, timeout: int = 600) -> list[dict]:
-    """The JSON lines an experiment script prints, run as a user runs it."""
-    done = subprocess.run(
-        [sys.executable, str(EXPERIMENTS / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={"OMP_NUM_THREADS": "1", "PATH": ""},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+def _rows(script: str, *args: str) -> list[dict]:
+    return script_rows("experiments", script, *args)
 
 
 def test_compare_arms_pairs_seeds_and_calls_an_interval_with_zero_no_difference(capsys):

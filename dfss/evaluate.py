@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dfss.config import run_hydra_app
 from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
@@ -94,6 +94,24 @@ def write_results(result: CocoMetrics, output_dir: str | Path) -> None:
         writer.writerows(rows)
 
 
+def data_config(cfg: DictConfig, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """The data module's config: with ``data=checkpoint`` (the default) the checkpoint's own data
+    config with every key the run sets replacing its value; any other data option as composed."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    if not data.pop("from_checkpoint", False):
+        return data
+    given = {key: value for key, value in data.items() if value is not None}
+    if checkpoint is None:  # a predictions file: only what the run gives, XrayDataModule's defaults else
+        if "root" not in given:
+            raise ConfigError(
+                "predictions=<file> is scored against a data set: give data.root=<set> (or data=<option>)"
+            )
+        return given
+    saved = dict(checkpoint["dfss_config"]["data"])
+    saved.pop("seed", None)  # evaluation does not shuffle or augment
+    return {**saved, **given}
+
+
 def _setup_split(cfg: DictConfig, datamodule: XrayDataModule) -> None:
     datamodule.setup(STAGE_OF_SPLIT[cfg.split])
 
@@ -102,7 +120,7 @@ def _score_file(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, 
     """The predictions file and the data it is scored on."""
     if float(cfg.threshold.T) > 0:
         log.warning("threshold.T=%s is ignored: a predictions file is scored as it is", cfg.threshold.T)
-    datamodule: XrayDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule: XrayDataModule = hydra.utils.instantiate(data_config(cfg, None))
     _setup_split(cfg, datamodule)
     predictions = load_predictions(cfg.predictions)
     known_images = set(datamodule.datasets[cfg.split].coco.getImgIds())
@@ -125,7 +143,7 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
     overrides: dict[str, Any] = {"image_size": image_size}
     if cfg.batch_size is not None:
         overrides["eval_batch_size"] = int(cfg.batch_size)
-    datamodule: XrayDataModule = hydra.utils.instantiate(cfg.data, **overrides)
+    datamodule: XrayDataModule = hydra.utils.instantiate(data_config(cfg, checkpoint), **overrides)
     check_classes(checkpoint, datamodule.class_table, path)  # before the split is read and checked
     _setup_split(cfg, datamodule)
 

@@ -41,6 +41,7 @@ from dfss.config import compose_config
 from dfss.data.transforms import letterbox_shape
 from dfss.device import resolve_device
 from dfss.eval.inference import run_model
+from dfss.evaluate import data_config
 from dfss.models.checkpoints import build_model_from_checkpoint, check_classes, read_dfss_checkpoint
 from dfss.precision import prepare_for_inference
 
@@ -142,7 +143,7 @@ def measure(
     checkpoint = read_dfss_checkpoint(ckpt, "measure")
     image_size = int(checkpoint["dfss_config"]["data"]["image_size"])
     cfg = compose_config("eval", data_overrides, output_dir=Path("/tmp"))
-    datamodule = hydra.utils.instantiate(cfg.data, image_size=image_size)
+    datamodule = hydra.utils.instantiate(data_config(cfg, checkpoint), image_size=image_size)
     check_classes(checkpoint, datamodule.class_table, ckpt)
     datamodule.setup("test" if split == "test" else "validate")
     coco = datamodule.datasets[split].coco

@@ -81,3 +81,13 @@ def test_evaluate_py_runs_from_the_command_line(tiny_xray, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["map_dangerous"] == pytest.approx(1.0) and metrics["map_unknown"] == 0.0
     assert (out / "eval.log").exists()
+
+
+def test_scoring_a_predictions_file_needs_the_data_it_is_scored_against(tmp_path):
+    from dfss.errors import ConfigError
+
+    predictions = tmp_path / "preds.json"
+    predictions.write_text("[]")
+    cfg = compose_config("eval", [f"predictions={predictions}"], tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"give data.root=<set> \(or data=<option>\)"):
+        run(cfg)

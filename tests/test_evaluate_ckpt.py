@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from torch import nn
 
 from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
+from dfss.data.errors import DataError
 from dfss.data.transforms import letterbox_shape
 from dfss.device import resolve_device
 from dfss.errors import ConfigError
@@ -313,3 +315,27 @@ def test_device_names():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+@pytest.mark.integration
+def test_evaluation_defaults_to_the_checkpoints_own_data_and_takes_any_part_of_it_overridden(
+    synth_tiny, student_ckpt, ckpt_eval, tmp_path
+):
+    metrics, _ = ckpt_eval
+    # nothing about the data on the command line: the set the checkpoint was trained on, its test split
+    own = run(_compose("eval", [f"ckpt_path={student_ckpt}", "data.num_workers=0"], tmp_path / "own"))
+    assert _same_metrics(own, metrics)
+    facts = json.loads((tmp_path / "own" / "run.json").read_text())
+    assert facts["split"] == "test" and facts["num_detections"] > 0
+    # one key replaced, the rest the checkpoint's: a copy of the set elsewhere
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_tiny, copy)
+    moved = run(_compose("eval", [f"ckpt_path={student_ckpt}", f"data.root={copy}"], tmp_path / "moved"))
+    assert _same_metrics(moved, metrics)
+    # a root the checkpoint's data is not at: the error names the file it looked for there
+    with pytest.raises(DataError, match=str(tmp_path / "nowhere")):
+        run(
+            _compose(
+                "eval", [f"ckpt_path={student_ckpt}", f"data.root={tmp_path / 'nowhere'}"], tmp_path / "x"
+            )
+        )

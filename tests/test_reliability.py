@@ -170,9 +170,12 @@ def test_a_pickled_payload_is_refused_not_executed(loader, synth_tiny, tmp_path)
         call, error = lambda: load_torchvision_fcos_weights(fcos_r18(3), evil), WeightsError
     else:
         call, error = lambda: load_official_checkpoint(yolox_nano(3), evil), WeightsError
-    with pytest.raises(error, match=r"weights_only=True.*refused"):
+    with pytest.raises(error, match=r"weights_only=True.*refused") as refused:
         call()
     assert not marker.exists()
+    # the reason is torch's (the unsafe global), without torch's advice to load it with weights_only=False
+    assert "_Payload" in str(refused.value) or "GLOBAL" in str(refused.value)
+    assert "False" not in str(refused.value) and "arbitrary code" not in str(refused.value)
     # The same file really carries code: an unsafe load runs it (this is what the loaders prevent).
     torch.load(evil, weights_only=False)
     assert marker.exists()
@@ -354,3 +357,19 @@ def test_an_image_unreadable_during_training_is_skipped_and_reported(decays_afte
     assert (
         len(events) == 1 and file_name in events[0]["error"] and f"image id {image_id}" in events[0]["error"]
     )
+
+
+def test_a_refused_file_is_explained_without_torchs_advice_to_load_it_unsafely(tmp_path):
+    from dfss.models.checkpoints import read_checkpoint
+
+    evil, text, other = tmp_path / "evil.ckpt", tmp_path / "notes.txt", tmp_path / "version.pt"
+    torch.save({"x": _Payload(tmp_path / "ran")}, evil)
+    text.write_text("not a checkpoint\n")
+    torch.save({"v": torch.__version__}, other)  # a torch object outside the weights-only allow list
+    for path, reason in ((evil, "GLOBAL"), (text, "Unsupported operand"), (other, "TorchVersion")):
+        with pytest.raises(CheckpointError) as refused:
+            read_checkpoint(path)
+        message = str(refused.value)
+        assert str(path) in message and reason in message, message
+        assert "False" not in message and "trusted source" not in message, message
+    assert not (tmp_path / "ran").exists()

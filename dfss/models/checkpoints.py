@@ -17,6 +17,7 @@ from torch import nn
 from dfss.data.classes import ClassTable
 from dfss.errors import UserError
 from dfss.models.postprocess import PostProcessConfig
+from dfss.models.weights import load_refusal_reason
 
 
 class CheckpointError(UserError):
@@ -33,7 +34,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     except Exception as exc:  # pickle.UnpicklingError for unsafe payloads, RuntimeError for corrupt zips
         raise CheckpointError(
             f"cannot load {path} safely (weights_only=True; a file carrying pickled code is refused, a "
-            f"truncated file is unreadable): {exc}"
+            f"truncated file is unreadable): {load_refusal_reason(exc)}"
         ) from None
 
 

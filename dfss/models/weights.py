@@ -31,6 +31,17 @@ class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """The weights file does not exist."""
 
 
+def load_refusal_reason(error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it with
+    ``weights_only=False``: that runs whatever code the file carries, the one thing not to do with a
+    file one does not trust."""
+    advice = ("Weights only load failed", "Check the documentation", "Please ", "Re-running", "(1)", "(2)")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    kept = [line.split(" Please use", 1)[0] for line in lines if not line.startswith(advice)]
+    kept = [line.removeprefix("WeightsUnpickler error: ") for line in kept]
+    return " ".join(kept) or f"{type(error).__name__}: the file holds objects that are not plain tensors"
+
+
 @dataclass(frozen=True)
 class LoadReport:
     """What a weights load did."""
@@ -90,7 +101,7 @@ def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = ()) -> di
     except Exception as error:  # unsafe pickles, zip errors, text files: several types across versions
         raise WeightsError(
             f"{path} is not a loadable PyTorch weights file (read with weights_only=True, so pickled "
-            f"code is refused): {error}"
+            f"code is refused): {load_refusal_reason(error)}"
         ) from None
     if isinstance(payload, Mapping):
         for key in wrapper_keys:

@@ -11,6 +11,7 @@ Bad input exits with code 2 and a one-line message naming the file.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -190,7 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, OSError) as exc:  # OSError: the output cannot be written
         print(f"dfss-convert {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    print(summary)
+    try:
+        print(summary, flush=True)
+    except BrokenPipeError:  # `dfss-convert ... | head`: the reader left; no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -185,6 +185,9 @@ def test_coco_results_use_the_dataset_ids_and_its_unknown_category():
     no_unknown = ClassTable.from_categories([c for c in CATEGORIES if c["supercategory"] != "unknown"])
     with pytest.raises(ValueError, match="no category whose supercategory"):
         detections_to_coco(dets, torch.tensor([42]), no_unknown)
+    assert detections_to_coco(dets, [42], table) == results  # image ids as a plain list, as a user has them
+    with pytest.raises(ValueError, match="2 image ids for a batch of 1 images"):
+        detections_to_coco(dets, [42, 43], table)
 
 
 def test_config_is_checked():

@@ -32,6 +32,7 @@ deployment may change without re-exporting. :func:`postprocess` is the two in on
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -261,8 +262,11 @@ def _merge(first: Detections, second: Detections) -> Detections:
     )
 
 
-def detections_to_coco(detections: Detections, image_ids: Tensor, class_table: ClassTable) -> list[dict]:
-    """COCO results (``image_id``, ``category_id`` in the dataset's ids, ``bbox`` xywh, ``score``).
+def detections_to_coco(
+    detections: Detections, image_ids: Tensor | Sequence[int], class_table: ClassTable
+) -> list[dict]:
+    """COCO results (``image_id``, ``category_id`` in the dataset's ids, ``bbox`` xywh, ``score``);
+    ``image_ids`` one per image of the batch, a tensor or a list.
 
     Label ``K`` (the unknown rule) maps to the table's unknown category; an unknown detection with
     no unknown category in the table is an error.
@@ -271,7 +275,10 @@ def detections_to_coco(detections: Detections, image_ids: Tensor, class_table: C
     unknown_id = class_table.unknown_ids[0] if class_table.unknown_ids else None
     results = []
     boxes = detections.boxes.detach().cpu()
-    for b, image_id in enumerate(image_ids.tolist()):
+    ids = image_ids.tolist() if isinstance(image_ids, Tensor) else [int(i) for i in image_ids]
+    if len(ids) != detections.boxes.shape[0]:
+        raise ValueError(f"{len(ids)} image ids for a batch of {detections.boxes.shape[0]} images")
+    for b, image_id in enumerate(ids):
         valid = detections.valid[b].cpu()
         for (x1, y1, x2, y2), score, label in zip(
             boxes[b][valid].tolist(),

@@ -142,3 +142,16 @@ def test_plans_and_presets_live_outside_the_hydra_tree():
     assert not (conf / "results").exists() and not (conf / "synth").exists()
     assert plan_names() == ["cpu", "gpu"] and load_plan("cpu").name == "cpu"
     assert {"small", "benchmark", "results"} <= set(preset_names()) and load_preset("results").version
+
+
+def test_misspelt_groups_options_and_keys_get_did_you_mean():
+    from dfss.config import suggest_overrides
+
+    lines = suggest_overrides(
+        "train", ["modle=fcos_r18", "model=fcos_r5", "trainer.max_epoch=3", "loss=kd_no_bbx", "seed=1"]
+    )
+    assert any(line.startswith("'modle' is not a setting") and "model=fcos_r18" in line for line in lines)
+    assert any("model has no option 'fcos_r5'" in line and "model=fcos_r50" in line for line in lines)
+    assert any("trainer.max_epochs=3" in line for line in lines)
+    assert any("loss=kd_no_bbox" in line for line in lines)
+    assert len(lines) == 4  # seed=1 is a setting: nothing to say

@@ -143,3 +143,16 @@ def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
             for line in suggest_overrides(config_name, sys.argv[1:]):
                 print(line, file=sys.stderr)
         raise
+
+
+def data_of(cfg: DictConfig, task: str) -> DictConfig:
+    """``cfg.data`` for a task that has no checkpoint to take its data from (train, inspect):
+    ``data=checkpoint`` is evaluate.py's option, refused here with the options that are."""
+    from dfss.errors import ConfigError
+
+    if cfg.data.get("from_checkpoint"):
+        options = ", ".join(o for o in _group_options("data") if o != "checkpoint")
+        raise ConfigError(
+            f"data=checkpoint (a checkpoint's own data) is for evaluate.py; {task} needs one of: {options}"
+        )
+    return cfg.data

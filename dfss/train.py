@@ -33,7 +33,7 @@ from rich.table import Table
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from dfss.config import run_hydra_app
+from dfss.config import data_of, run_hydra_app
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError, UserError, exit_on_user_error
 from dfss.lit.callbacks import ResumeCheckpoint, is_data_worker_death
@@ -263,7 +263,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
     ensure_wandb_mode(cfg)
     group_sweep_runs(cfg)
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(data_of(cfg, "train.py"))
     module = build_module(cfg, datamodule)
     # An entry set to null on the command line (callbacks.rich_progress_bar=null) switches it off.
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]

@@ -12,7 +12,12 @@ from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
 from dfss.inspect import run as inspect_run
 
-DATA_OPTIONS = sorted(p.stem for p in (Path(__file__).parents[1] / "dfss" / "conf" / "data").glob("*.yaml"))
+# data=checkpoint (evaluate.py's default: the checkpoint's own data) has no data set of its own
+DATA_OPTIONS = sorted(
+    p.stem
+    for p in (Path(__file__).parents[1] / "dfss" / "conf" / "data").glob("*.yaml")
+    if p.stem != "checkpoint"
+)
 
 
 _compose = compose_config
@@ -37,12 +42,32 @@ def test_inspect_runs_the_data_module_end_to_end(tiny_xray, tmp_path):
     assert json.loads((tmp_path / "inspect.json").read_text())["num_boxes"] == 8
 
 
+def test_inspect_says_when_a_partial_training_batch_was_dropped(tiny_xray, tmp_path, caplog):
+    overrides = [f"data.root={tiny_xray}", "data.image_size=64", "data.batch_size=4", "data.num_workers=0"]
+    with caplog.at_level("INFO", logger="dfss.inspect"):
+        figures = inspect_run(_compose("inspect", [*overrides, "split=train"], tmp_path))
+    assert figures["num_images"] == 4 and figures["split_images"] == 6
+    assert (
+        "4 of the split's 6 images were loaded: training batches of 4 drop the last, partial one"
+        in caplog.text
+    )
+
+
+def test_data_checkpoint_is_refused_where_there_is_no_checkpoint(tmp_path):
+    from dfss.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"data=checkpoint .* is for evaluate.py; dfss-inspect needs one of: coco"
+    ):
+        inspect_run(_compose("inspect", ["data=checkpoint"], tmp_path))
+
+
 @pytest.mark.integration
 def test_inspect_cli_help_lists_the_config_groups():
     out = subprocess.run(
         [sys.executable, "-m", "dfss.inspect", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    assert "data: coco, synth_benchmark, synth_results, synth_small" in out
+    assert "data: checkpoint, coco, synth_benchmark, synth_results, synth_small" in out
 
 
 @pytest.mark.integration

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import json
 import logging
 import math
@@ -188,7 +189,33 @@ def print_summary(metrics: dict[str, float], output_dir: str, best: str | None) 
         if key.startswith(("val/map", "test/map")) or key in ("train/loss_epoch", "val/loss", "test/loss"):
             table.add_row(key, f"{metrics[key]:.4f}")
     Console().print(table)
-    Console().print(f"run folder: {output_dir}" + (f"\nbest checkpoint: {best}" if best else ""))
+    paths = f"run folder: {output_dir}" + (f"\nbest checkpoint: {best}" if best else "")
+    Console().print(paths, soft_wrap=True)  # a path is never folded mid-name, whatever the terminal width
+    plain = Console(file=io.StringIO(), width=100, color_system=None)
+    plain.print(table)
+    RUN_LOG.info("run summary:\n%s%s", plain.file.getvalue(), paths)  # into <run>/train.log only
+
+
+RUN_LOG = logging.getLogger("dfss.run_log")  # the run's log file only (not the console): see log_to_file
+RUN_LOG.propagate = False
+
+
+@contextlib.contextmanager
+def log_to_file() -> Iterator[None]:
+    """Lightning's own messages (devices, precision, model summary) and the run summary also go to the
+    run's log file (``<run>/train.log``, Hydra's file handler), not only to the console."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    targets = [logging.getLogger("lightning.pytorch"), RUN_LOG]
+    RUN_LOG.setLevel(logging.INFO)
+    for logger in targets:
+        for handler in files:
+            logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in targets:
+            for handler in files:
+                logger.removeHandler(handler)
 
 
 @rank_zero_only
@@ -306,7 +333,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    with exit_on_user_error():
+    with exit_on_user_error(), log_to_file():
         try:
             metrics = run(cfg)
         except SIGTERMException:

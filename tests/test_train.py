@@ -228,6 +228,10 @@ def test_multirun_sweeps_alpha_from_the_command_line(trainer, synth_tiny, tmp_pa
     ]
     assert weights == [1, 4]
     assert all((j / "checkpoints" / "last.ckpt").is_file() for j in jobs)
+    for job in jobs:  # each job's log holds Lightning's messages and the run summary, not only the console
+        text = (job / "train.log").read_text()
+        assert "GPU available" in text and "run summary" in text and "val/map50" in text, text[-2000:]
+        assert f"best checkpoint: {job}" in text
 
 
 def test_official_yolox_weights_serve_as_teacher(synth_tiny, tmp_path):

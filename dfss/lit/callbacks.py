@@ -188,7 +188,7 @@ class IterationTimer(L.Callback):
                     "time/img_per_s": size / max(self._data_s + step_s, 1e-9),
                 }
             )
-        pl_module.log_dict(values, on_step=True, on_epoch=True, batch_size=size)
+        pl_module.log_dict(values, on_step=True, on_epoch=True, batch_size=size, sync_dist=True)  # rank mean
 
 
 class MetricsHistory(L.Callback):

@@ -1,9 +1,11 @@
-"""``dfss-convert``: Pascal VOC / YOLO annotation folders <-> DFSS COCO json.
+"""``dfss-convert``: Pascal VOC / YOLO annotation folders <-> DFSS COCO json; public X-ray sets -> COCO.
 
     dfss-convert voc2coco  --xml-dir Annotations --image-dir JPEGImages --classes map.yaml --out ann.json
     dfss-convert yolo2coco --image-dir images/train --label-dir labels/train --classes map.yaml --out ann.json
     dfss-convert coco2voc  --ann ann.json --xml-dir Annotations
     dfss-convert coco2yolo --ann ann.json --label-dir labels/train --classes-out map.yaml
+    dfss-convert public    --set opixray --root OPIXray_Dataset --split train --out data/opixray
+    dfss-convert public-classes --set opixray --out opixray_classes.yaml
 
 Bad input exits with code 2 and a one-line message naming the file.
 """
@@ -17,6 +19,8 @@ from collections.abc import Sequence
 
 from dfss.convert.classmap import FORMAT_HELP, load_class_map
 from dfss.convert.coco_io import build_coco, format_summary, read_coco, write_coco
+from dfss.convert.public.cli import add_parsers as add_public_parsers
+from dfss.convert.public.cli import run_public, run_public_classes
 from dfss.convert.voc import DIFFICULT_POLICIES, UNKNOWN_NAME_POLICIES, read_voc, write_voc
 from dfss.convert.yolo import crowd_as_objects, read_yolo, without_crowd, write_yolo
 from dfss.data.errors import DataError
@@ -31,6 +35,7 @@ _MAIN_EPILOG = f"""examples:
       --classes classmap.yaml --out train.json
   dfss-convert coco2voc --ann train.json --xml-dir out/Annotations
   dfss-convert coco2yolo --ann train.json --label-dir out/labels/train --classes-out out/classmap.yaml
+  dfss-convert public --set pidray --root pidray --split train --out data/pidray
 
 {FORMAT_HELP}
 Supercategories used by DFSS: dangerous, normal, unknown (unknown classes are not trained on).
@@ -60,7 +65,8 @@ example:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfss-convert",
-        description="Convert X-ray annotation sets between Pascal VOC xml, YOLO txt and DFSS COCO json.",
+        description="Convert X-ray annotation sets between Pascal VOC xml, YOLO txt and DFSS COCO json, "
+        "and public X-ray sets (SIXray, OPIXray, HiXray, PIDray, CLCXray) as downloaded to DFSS COCO json.",
         epilog=_MAIN_EPILOG,
         formatter_class=_RAW,
     )
@@ -140,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="drop",
         help="iscrowd boxes (YOLO has no ignore regions): drop (default, counted) or keep as ordinary boxes",
     )
+    add_public_parsers(sub, _RAW)
     return parser
 
 
@@ -180,7 +187,14 @@ def _coco2yolo(args: argparse.Namespace) -> str:
     return format_summary(conversion, class_map, title=f"wrote {count} label files to {args.label_dir}")
 
 
-_COMMANDS = {"voc2coco": _voc2coco, "yolo2coco": _yolo2coco, "coco2voc": _coco2voc, "coco2yolo": _coco2yolo}
+_COMMANDS = {
+    "voc2coco": _voc2coco,
+    "yolo2coco": _yolo2coco,
+    "coco2voc": _coco2voc,
+    "coco2yolo": _coco2yolo,
+    "public": run_public,
+    "public-classes": run_public_classes,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

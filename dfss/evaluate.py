@@ -43,6 +43,7 @@ from dfss.models.checkpoints import (
     check_classes,
     postprocess_config_of,
     read_dfss_checkpoint,
+    warn_if_rule_without_objectness,
     weights_kind,
 )
 from dfss.precision import prepare_for_inference
@@ -148,6 +149,7 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
     _setup_split(cfg, datamodule)
 
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
+    warn_if_rule_without_objectness(checkpoint, postprocess_config, path)
     device = resolve_device(cfg.device)
     model = build_model_from_checkpoint(checkpoint, datamodule.class_table.num_classes, path).eval()
     precision = prepare_for_inference(model, device, cfg.precision)

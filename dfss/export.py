@@ -70,6 +70,7 @@ from dfss.models.checkpoints import (
     class_table_of,
     postprocess_config_of,
     read_dfss_checkpoint,
+    warn_if_rule_without_objectness,
     weights_kind,
 )
 from dfss.models.postprocess import decode
@@ -205,6 +206,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     weights = weights_kind(checkpoint)
     target = train_config["model"]["net"]["_target_"]
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
+    warn_if_rule_without_objectness(checkpoint, postprocess_config, cfg.ckpt)
 
     path = output_path(cfg.output, cfg.format, target.rsplit(".", 1)[-1])
     try:

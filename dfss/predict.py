@@ -51,6 +51,7 @@ from dfss.models.checkpoints import (
     class_table_of,
     postprocess_config_of,
     read_dfss_checkpoint,
+    warn_if_rule_without_objectness,
 )
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 from dfss.precision import prepare_for_inference
@@ -127,6 +128,7 @@ def _load_model(cfg: DictConfig) -> tuple[torch.nn.Module, ClassTable, PostProce
     checkpoint = read_dfss_checkpoint(cfg.ckpt, "use")
     table = class_table_of(checkpoint, cfg.ckpt)
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
+    warn_if_rule_without_objectness(checkpoint, postprocess_config, cfg.ckpt)
     if postprocess_config.unknown_threshold > 0 and not table.unknown_ids:
         raise ConfigError(
             f"threshold.T={postprocess_config.unknown_threshold} labels detections unknown, but {cfg.ckpt} "

@@ -7,6 +7,7 @@ and class list (``dfss_classes``), so the model is rebuilt exactly as it was tra
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from dfss.data.classes import ClassTable
 from dfss.errors import UserError
 from dfss.models.postprocess import PostProcessConfig
 from dfss.models.weights import load_refusal_reason
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(UserError):
@@ -86,6 +89,33 @@ def postprocess_config_of(checkpoint: dict[str, Any]) -> PostProcessConfig:
     """The post-processing settings the checkpoint's model was trained and validated with."""
     node = checkpoint["dfss_config"].get("model", {}).get("postprocess")
     return instantiate(node) if node else PostProcessConfig()
+
+
+def quality_is_objectness(checkpoint: dict[str, Any]) -> bool:
+    """Whether the model's quality output says "an object is here" on every point, which the unknown
+    rule needs: YOLOX's objectness (trained on every point) and a DFSS student's centerness when the
+    KD loc term taught it the teacher's objectness on every point (``lambda_loc > 0``,
+    ``loc_points="all"``) do; a plain FCOS's centerness, trained on foreground points only, does not."""
+    config = checkpoint["dfss_config"]
+    if ".yolox." in config["model"]["net"]["_target_"]:
+        return True
+    distill = (config.get("loss") or {}).get("distill") or {}
+    return float(distill.get("lambda_loc", 0.0)) > 0 and distill.get("loc_points", "all") == "all"
+
+
+def warn_if_rule_without_objectness(
+    checkpoint: dict[str, Any], config: PostProcessConfig, path: str | Path
+) -> None:
+    """A warning when the unknown rule is on for a model whose quality output is no objectness."""
+    if config.unknown_threshold > 0 and not quality_is_objectness(checkpoint):
+        log.warning(
+            "the unknown rule (T=%g) takes the quality output as 'an object is here', but %s is an FCOS "
+            "trained without the KD loc term: its centerness is trained on foreground points only and "
+            "sits near 0.5 on background, so the rule flags background as unknown objects. Use a DFSS "
+            "student (distilled with the loc term) or a YOLOX model for the rule.",
+            config.unknown_threshold,
+            path,
+        )
 
 
 def model_state(checkpoint: dict[str, Any], *, prefer_ema: bool = True) -> dict[str, torch.Tensor]:

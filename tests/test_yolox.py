@@ -442,7 +442,7 @@ def test_checkpoint_round_trip_and_class_head_reinitialisation(tmp_path: Path) -
     same = yolox_nano(NUM_CLASSES)
     report = load_official_checkpoint(same, official_style)
     assert report.reinitialized == () and report.file_num_classes == NUM_CLASSES
-    assert report.num_loaded == len(state)
+    assert report.num_loaded == sum(not k.endswith("num_batches_tracked") for k in state)  # counters aside
     assert all(torch.equal(value, state[key]) for key, value in same.state_dict().items())
 
     bare = tmp_path / "bare.pth"
@@ -590,3 +590,17 @@ def test_losses_equal_the_official_implementation(
     assert our_losses["loss_iou"] > 0 and our_losses["loss_cls"] > 0
     for key, official_key in pairs.items():
         assert our_losses[key].item() == pytest.approx(official_losses[official_key], rel=1e-5, abs=1e-5), key
+
+
+def test_yolox_weights_without_step_counters_or_from_ddp_load_and_weights_path_still_works(tmp_path):
+    torch.manual_seed(0)
+    source = yolox_nano(NUM_CLASSES)
+    state = source.state_dict()
+    plain = {f"module.{k}": v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "ddp.pth"
+    torch.save(plain, path)
+    torch.manual_seed(1)
+    for loaded in (yolox_nano(NUM_CLASSES, weights=path), yolox_nano(NUM_CLASSES, weights_path=path)):
+        assert all(torch.equal(loaded.state_dict()[k[len("module.") :]], v) for k, v in plain.items())
+    with pytest.raises(ValueError, match="give the weights file once"):
+        yolox_nano(NUM_CLASSES, weights=path, weights_path=path)

@@ -91,8 +91,13 @@ def state_dict_problems(
     ]
 
 
-def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = ()) -> dict[str, Tensor]:
-    """The ``name -> tensor`` dict in ``path``: a bare state dict, or one under a ``wrapper_keys`` key."""
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")  # Megvii, torchvision's references, common scripts
+DDP_PREFIX = "module."
+
+
+def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = WRAPPER_KEYS) -> dict[str, Tensor]:
+    """The ``name -> tensor`` dict in ``path``: a bare state dict, or one under a ``wrapper_keys`` key
+    (``{"model": ...}``, ``{"state_dict": ...}``), with a DDP ``module.`` prefix on every key dropped."""
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"weights file not found: {path}")
@@ -103,6 +108,7 @@ def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = ()) -> di
             f"{path} is not a loadable PyTorch weights file (read with weights_only=True, so pickled "
             f"code is refused): {load_refusal_reason(error)}"
         ) from None
+    wrapper_keys = tuple(wrapper_keys)
     if isinstance(payload, Mapping):
         for key in wrapper_keys:
             if isinstance(payload.get(key), Mapping):
@@ -112,12 +118,19 @@ def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = ()) -> di
         raise WeightsError(f"{path} holds a {type(payload).__name__}, expected a state dict (name → tensor)")
     non_tensors = [str(k) for k, v in payload.items() if not isinstance(v, Tensor)]
     if non_tensors:
-        wrapped = f" or one under {sorted(wrapper_keys)}" if wrapper_keys else ""
+        wrapped = f" or one under {list(wrapper_keys)}" if wrapper_keys else ""
         raise WeightsError(
             f"{path} is not a bare state dict{wrapped}: entries {list_keys(non_tensors)} are not tensors "
             "(a training checkpoint? extract its model state dict first)"
         )
+    if all(str(k).startswith(DDP_PREFIX) for k in payload):  # saved from a DistributedDataParallel wrapper
+        return {k[len(DDP_PREFIX) :]: v for k, v in payload.items()}
     return dict(payload)
+
+
+def _batch_norm_counter(key: str) -> bool:
+    """``num_batches_tracked``: a counter, not a weight; files with or without it load alike."""
+    return key.endswith("num_batches_tracked")
 
 
 def load_weights(
@@ -126,15 +139,15 @@ def load_weights(
     *,
     class_keys: Iterable[str],
     reset_class_predictor: Callable[[], None],
-    wrapper_keys: Iterable[str] = (),
-    ignore: Callable[[str], bool] = lambda key: False,
+    wrapper_keys: Iterable[str] = WRAPPER_KEYS,
+    ignore: Callable[[str], bool] = _batch_norm_counter,
 ) -> LoadReport:
     """Copy the weights in ``path`` into ``model`` (in place), strictly.
 
     ``class_keys``: the class predictor's keys; when any of them differs in shape (another class
     count) they are all skipped and ``reset_class_predictor()`` re-initialises them. ``ignore``:
-    keys left out of the comparison on both sides (e.g. ``num_batches_tracked``). The model is
-    untouched when the file does not fit.
+    keys left out of the comparison on both sides (by default batch norm's ``num_batches_tracked``
+    counters). The model is untouched when the file does not fit.
     """
     path = Path(path)
     state = {k: v for k, v in read_state_dict(path, wrapper_keys=wrapper_keys).items() if not ignore(k)}

@@ -30,5 +30,4 @@ def load_official_checkpoint(model: nn.Module, path: str | Path) -> LoadReport:
         path,
         class_keys=[k for k in model.state_dict() if k.startswith(CLASS_HEAD_PREFIX)],
         reset_class_predictor=model.head.reset_class_predictors,
-        wrapper_keys=("model",),
     )

@@ -30,6 +30,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from dfss import preflight
 from dfss.config import run_hydra_app
 from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.data.errors import DataError
@@ -216,6 +217,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(
             "model_card=true needs ckpt_path=<DFSS checkpoint> (a predictions file has no model)"
         )
+
+    def evaluated_data() -> dict[str, Any]:
+        return data_config(cfg, read_dfss_checkpoint(cfg.ckpt_path, "evaluate") if has_ckpt else None)
+
+    preflight.check(preflight.evaluation_problems(cfg, evaluated_data))
     datamodule, predictions, info, loaded = (_predict_checkpoint if has_ckpt else _score_file)(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 import dfss
+from dfss import preflight
 from dfss.config import run_hydra_app
 from dfss.deploy import (
     FORMAT_SUFFIXES,
@@ -193,8 +194,7 @@ def output_path(output: str | Path, format: str, model_name: str) -> Path:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Export ``cfg.ckpt``'s model to ``cfg.output`` in ``cfg.format``; returns what was written."""
-    if cfg.ckpt is None:
-        raise ConfigError("set ckpt=<DFSS checkpoint> (a .ckpt written by train.py)")
+    preflight.check(preflight.inference_problems(cfg))
     check_format(cfg.format)
     checkpoint = read_dfss_checkpoint(cfg.ckpt, "export")
     train_config = checkpoint["dfss_config"]

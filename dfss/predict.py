@@ -38,6 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from dfss import preflight
 from dfss.config import run_hydra_app
 from dfss.data.classes import ClassInfo, ClassTable
 from dfss.data.transforms import build_eval_transforms
@@ -179,12 +180,13 @@ def write_results(
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Predict on ``cfg.input`` with ``cfg.ckpt``'s model, writing into ``cfg.output``; returns the
     run's facts (what ``run.json`` holds)."""
-    for name, example in (("ckpt", "<model.ckpt>"), ("input", "<image, folder or glob>")):
-        if OmegaConf.is_missing(cfg, name):
-            raise ConfigError(f"set {name}={example}")
+    problems = preflight.inference_problems(cfg)
+    if OmegaConf.is_missing(cfg, "input"):
+        problems.append("input is not set: input=<image, folder or glob>")
     for name in ("draw_score", "alarm_score"):
         if not 0.0 <= float(cfg[name]) <= 1.0:
-            raise ConfigError(f"{name} must be in [0, 1], got {cfg[name]}")
+            problems.append(f"{name}={cfg[name]} is out of range: it must be [0, 1]")
+    preflight.check(problems)
     draw_score, alarm_score = float(cfg.draw_score), float(cfg.alarm_score)
     if int(cfg.batch_size) <= 0:
         raise ConfigError(f"batch_size must be positive, got {cfg.batch_size}")

@@ -34,6 +34,7 @@ from rich.table import Table
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from dfss import preflight
 from dfss.config import data_of, run_hydra_app
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError, UserError, exit_on_user_error
@@ -285,6 +286,7 @@ def expected_lightning_warnings_off(module: L.LightningModule, datamodule: Any) 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as ``cfg`` says; returns the final metrics."""
+    preflight.check(preflight.training_problems(cfg))
     check_output_folders(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)

@@ -192,7 +192,9 @@ def test_checkpoint_of_other_classes_is_refused_naming_both(student_ckpt, tiny_x
 
 
 def test_missing_or_unsafe_checkpoint_is_a_checkpoint_error(synth_tiny, tmp_path):
-    with pytest.raises(CheckpointError, match="checkpoint not found"):
+    from dfss.preflight import StartupError
+
+    with pytest.raises(StartupError, match=r"ckpt_path: DFSS checkpoint not found: .*nope\.ckpt"):
         run(_eval_cfg(synth_tiny, tmp_path / "out", f"ckpt_path={tmp_path / 'nope.ckpt'}"))
     unsafe = tmp_path / "unsafe.ckpt"
     torch.save({"state_dict": {}, "payload": Path("x")}, unsafe)  # a pickled object, not plain data

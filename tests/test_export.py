@@ -34,6 +34,7 @@ from dfss.models.checkpoints import (
     read_checkpoint,
 )
 from dfss.models.postprocess import Detections, decode, postprocess
+from dfss.preflight import StartupError
 from tests.helpers.cli import cli_env
 
 INPUT_SIZES = {"student": 128, "teacher": 64}  # each checkpoint's training data.image_size
@@ -250,7 +251,8 @@ def test_a_missing_checkpoint_is_one_line_and_exit_status_2(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 2 and "Traceback" not in output
-    assert output.count(f"CheckpointError: checkpoint not found: {tmp_path / 'nope.ckpt'}") == 1
+    assert output.count("StartupError: 1 problem before starting; nothing was run") == 1
+    assert output.count(f"  - ckpt: DFSS checkpoint not found: {tmp_path / 'nope.ckpt'}") == 1
     assert not (tmp_path / "exports").exists()
 
 
@@ -271,7 +273,7 @@ def test_bad_settings_are_reported_before_exporting(checkpoints, tmp_path, forma
 
 
 def test_no_or_a_foreign_checkpoint_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="set ckpt="):
+    with pytest.raises(StartupError, match=r"ckpt is not set: ckpt=<DFSS checkpoint>"):
         run(compose_config("export", [], tmp_path))
     foreign = tmp_path / "weights.pth"
     torch.save({"conv.weight": torch.zeros(1)}, foreign)  # a bare state dict, not train.py's

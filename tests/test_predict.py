@@ -34,6 +34,7 @@ from dfss.models.checkpoints import (
 from dfss.models.postprocess import UnknownRule
 from dfss.precision import prepare_for_inference
 from dfss.predict import draw_image, drawn_image_paths, image_summary, run
+from dfss.preflight import StartupError
 from dfss.viz import SUPERCATEGORY_COLOURS
 from tests.helpers.cli import cli_env
 from tests.helpers.data import CATEGORIES
@@ -292,9 +293,9 @@ def test_settings_that_cannot_work_are_config_errors(student_ckpt, scans, tmp_pa
     folder = scans / "images" / "test"
     with pytest.raises(ConfigError, match="would overwrite the input image"):
         run(_predict_cfg(student_ckpt, folder, folder))
-    with pytest.raises(ConfigError, match="set ckpt="):
+    with pytest.raises(StartupError, match=r"ckpt is not set: ckpt=<DFSS checkpoint>"):
         run(compose_config("predict", [f"input={folder}"], tmp_path))
-    with pytest.raises(ConfigError, match="alarm_score must be in"):
+    with pytest.raises(StartupError, match=r"alarm_score=1.5 is out of range: it must be \[0, 1\]"):
         run(_predict_cfg(student_ckpt, folder, tmp_path, "alarm_score=1.5"))
 
 

@@ -56,16 +56,19 @@ def ensure_wandb_mode(cfg: DictConfig) -> None:
 
 def group_sweep_runs(cfg: DictConfig) -> None:
     """In a Hydra multirun, W&B runs of one sweep share a job type (the sweep folder's name), so the
-    W&B UI groups them by experiment (``group``) and by sweep (``job_type``)."""
+    W&B UI groups them by experiment (``group``) and by sweep (``job_type``), and each run's name
+    carries its job number and its settings (``sweep_<time>/2 loss.dangerous_weight=4``)."""
     if "wandb" not in (cfg.get("logger") or {}) or not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return
     sweep = Path(hydra_cfg.sweep.dir).name
+    settings = [o for o in hydra_cfg.overrides.task if not o.split("=", 1)[-1].startswith(("/", "."))]
     with open_dict(cfg):
         cfg.logger.wandb.job_type = f"sweep_{sweep}"
         cfg.logger.wandb.tags = [*cfg.logger.wandb.get("tags", []), f"sweep_{sweep}"]
+        cfg.logger.wandb.name = f"sweep_{sweep}/{hydra_cfg.job.num} {' '.join(settings)}"[:128]
 
 
 def finish_wandb(loggers: list) -> None:

@@ -239,6 +239,11 @@ def test_multirun_over_t_rescores_one_checkpoint(synth_tiny, student_ckpt, tmp_p
     assert runs[0.0]["num_unknown"] == 0 and runs[0.9]["num_unknown"] > 0
     # the rule adds unknown detections to the same known ones
     assert runs[0.9]["num_detections"] - runs[0.9]["num_unknown"] == runs[0.0]["num_detections"]
+    # the sweep's summary: one row per T, with the unknown and known figures side by side
+    rows = list(csv.DictReader((sweep / "summary.csv").read_text().splitlines()))
+    assert [r["threshold.T"] for r in rows] == ["0", "0.9"] and all(r["status"] == "done" for r in rows)
+    assert rows[0]["map50_known"] == rows[1]["map50_known"]  # the rule never costs a known detection
+    assert (sweep / "summary.md").read_text().count("\n") == 4  # header, rule, two jobs
     assert "labelled unknown" in (sweep / "1" / "eval.log").read_text()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 import time
@@ -226,6 +227,9 @@ def test_multirun_sweeps_alpha_from_the_command_line(trainer, synth_tiny, tmp_pa
     # every logged epoch figure is synced across the ranks (or the same on every rank): Lightning has
     # nothing to warn about (it printed 63 "use sync_dist=True" warnings for a ddp_sim run before)
     assert "sync_dist" not in proc.stdout + proc.stderr
+    summary = list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
+    assert [(r["job"], r["loss.dangerous_weight"]) for r in summary] == [("0", "1"), ("1", "4")]
+    assert all(r["status"] == "done" and float(r["val/map50"]) >= 0 for r in summary)
     weights = [
         yaml.safe_load((j / ".hydra" / "config.yaml").read_text())["loss"]["dangerous_weight"] for j in jobs
     ]

@@ -39,6 +39,7 @@ from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.coco_metrics import RECALL_GRID, CocoMetrics, evaluate_coco
 from dfss.eval.inference import EVAL_SPLITS, inference_facts, predict_split
 from dfss.eval.model_card import measure_speed, render_model_card
+from dfss.lit.loggers import ensure_wandb_mode, finish_wandb, group_sweep_runs
 from dfss.models.checkpoints import (
     build_model_from_checkpoint,
     check_classes,
@@ -253,8 +254,27 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info(
             "model card written to %s", write_model_card(cfg, result, info, datamodule, loaded, output_dir)
         )
+    log_to_wandb(cfg, result, info)
     log.info("results written to %s", output_dir)
     return result.metrics
+
+
+def log_to_wandb(cfg: DictConfig, result: CocoMetrics, info: dict[str, Any]) -> None:
+    """With ``logger=wandb``: the figures (``<split>/...``), the per-class table and the run's facts as
+    a W&B run (offline without credentials; a sweep's runs grouped and named as training's)."""
+    if "wandb" not in (cfg.get("logger") or {}):
+        return
+    ensure_wandb_mode(cfg)
+    group_sweep_runs(cfg)
+    logger = hydra.utils.instantiate(cfg.logger.wandb)
+    logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run": info})
+    logger.log_metrics(
+        {f"{cfg.split}/{k}": v for k, v in result.metrics.items() if not math.isnan(v)}, step=0
+    )
+    columns = ["class", "supercategory", "num_gt", "ap", "ap50", "ap75"]
+    rows = [[c.name, c.supercategory, c.num_gt, c.ap, c.ap50, c.ap75] for c in result.per_class]
+    logger.log_table(key=f"{cfg.split}/per_class_ap", columns=columns, data=rows, step=0)
+    finish_wandb([logger])
 
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="eval")

@@ -21,14 +21,11 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -39,44 +36,10 @@ from dfss.config import data_of, run_hydra_app
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError, UserError, exit_on_user_error
 from dfss.lit.callbacks import ResumeCheckpoint, is_data_worker_death
+from dfss.lit.loggers import ensure_wandb_mode, finish_wandb, group_sweep_runs
 from dfss.models.checkpoints import load_teacher
 
 log = logging.getLogger(__name__)
-
-
-def ensure_wandb_mode(cfg: DictConfig) -> None:
-    """W&B without credentials runs offline instead of asking for a login (and never hangs)."""
-    if "wandb" not in (cfg.get("logger") or {}) or os.environ.get("WANDB_MODE"):
-        return
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").is_file()
-    if not has_key:
-        os.environ["WANDB_MODE"] = "offline"
-        log.info("no W&B credentials found: logging offline (wandb sync uploads the run later)")
-
-
-def group_sweep_runs(cfg: DictConfig) -> None:
-    """In a Hydra multirun, W&B runs of one sweep share a job type (the sweep folder's name), so the
-    W&B UI groups them by experiment (``group``) and by sweep (``job_type``), and each run's name
-    carries its job number and its settings (``sweep_<time>/2 loss.dangerous_weight=4``)."""
-    if "wandb" not in (cfg.get("logger") or {}) or not HydraConfig.initialized():
-        return
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return
-    sweep = Path(hydra_cfg.sweep.dir).name
-    settings = [o for o in hydra_cfg.overrides.task if not o.split("=", 1)[-1].startswith(("/", "."))]
-    with open_dict(cfg):
-        cfg.logger.wandb.job_type = f"sweep_{sweep}"
-        cfg.logger.wandb.tags = [*cfg.logger.wandb.get("tags", []), f"sweep_{sweep}"]
-        cfg.logger.wandb.name = f"sweep_{sweep}/{hydra_cfg.job.num} {' '.join(settings)}"[:128]
-
-
-def finish_wandb(loggers: list) -> None:
-    """Close this run's W&B run, so the next run in the same process (a demo, a test) gets its own."""
-    if any(isinstance(logger, WandbLogger) for logger in loggers):
-        import wandb
-
-        wandb.finish()
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:

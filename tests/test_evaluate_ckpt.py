@@ -346,3 +346,17 @@ def test_evaluation_defaults_to_the_checkpoints_own_data_and_takes_any_part_of_i
                 "eval", [f"ckpt_path={student_ckpt}", f"data.root={tmp_path / 'nowhere'}"], tmp_path / "x"
             )
         )
+
+
+@pytest.mark.integration
+def test_evaluation_logs_a_wandb_run_like_training(synth_tiny, student_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "eval"
+    run(_compose("eval", [f"ckpt_path={student_ckpt}", "data.num_workers=0", "logger=wandb"], out))
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb")), "no W&B run file written"
+    tables = list((runs[0] / "files" / "media" / "table").rglob("*per_class_ap*.table.json"))
+    assert len(tables) == 1 and "supercategory" in tables[0].read_text()
+    record = next(runs[0].glob("run-*.wandb")).read_bytes()  # the run's records (protobuf)
+    assert b"test/map50" in record and b"test/map50_dangerous" in record and b"test/alarm_auc" in record

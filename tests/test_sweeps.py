@@ -66,7 +66,7 @@ def test_wandb_runs_of_a_sweep_share_a_job_type_and_carry_their_settings_in_thei
     from hydra.types import RunMode
     from omegaconf import open_dict
 
-    from dfss.train import group_sweep_runs
+    from dfss.lit.loggers import group_sweep_runs
 
     overrides = [
         "experiment=demo_student",

@@ -180,3 +180,16 @@ def test_misspelt_groups_options_and_keys_get_did_you_mean():
     assert any("trainer.max_epochs=3" in line for line in lines)
     assert any("loss=kd_no_bbox" in line for line in lines)
     assert len(lines) == 4  # seed=1 is a setting: nothing to say
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp", "ddp_sim"])
+def test_nodes_and_strategy_are_settings_of_every_trainer_and_slurm_follows_the_nodes(trainer):
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = [f"trainer={trainer}", "trainer.num_nodes=2", "trainer.strategy=ddp", "hydra/launcher=slurm"]
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="dfss.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)  # no '+' needed
+    assert cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp"
+    assert cfg.hydra.launcher.nodes == 2 and cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices

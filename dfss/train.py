@@ -215,6 +215,39 @@ def explain_worker_death(trainer: L.Trainer) -> Iterator[None]:
         ) from error
 
 
+class PeerLostError(UserError, RuntimeError):
+    """Another process of a distributed run (another node, another GPU) stopped or became unreachable."""
+
+
+PEER_LOST = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "remote worker crashing",
+    "NCCL communicator",
+)
+
+
+@contextlib.contextmanager
+def explain_lost_peer(trainer: L.Trainer) -> Iterator[None]:
+    """gloo's / NCCL's "Connection closed by peer" when another rank died: which rank this is, which
+    one was lost (the other one with two; one of the others beyond), and how to go on."""
+    try:
+        yield
+    except RuntimeError as error:
+        if trainer.world_size < 2 or not any(text in str(error) for text in PEER_LOST):
+            raise
+        rank, world = trainer.global_rank, trainer.world_size
+        others = [r for r in range(world) if r != rank]
+        lost = f"rank {others[0]}" if len(others) == 1 else f"one of ranks {others}"
+        detail = (
+            str(error).splitlines()[0].split("] ", 1)[-1].split(". ", 1)[0][:200]
+        )  # gloo's first sentence
+        raise PeerLostError(
+            f"rank {rank} of {world} lost {lost} of the run ({detail}); this rank stops too. Look at the "
+            f"lost rank's log, then restart every node with ckpt_path=last to resume from the last checkpoint"
+        ) from error
+
+
 # Submodules kept in eval mode on purpose: a distillation's frozen teacher, the EMA copy of the model.
 FROZEN_BY_DESIGN = ("teacher", "ema")
 
@@ -271,7 +304,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         resume = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
-        with explain_worker_death(trainer), expected_lightning_warnings_off(module, datamodule):
+        with (
+            explain_lost_peer(trainer),
+            explain_worker_death(trainer),
+            expected_lightning_warnings_off(module, datamodule),
+        ):
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     checkpoint = next(

@@ -524,3 +524,22 @@ def test_training_refuses_frozen_random_layers_and_defaults_to_learning_batch_no
         module = build_module(cfg, datamodule)
         assert all(p.requires_grad for p in module.model.parameters())
         assert not any(isinstance(m, FrozenBatchNorm2d) for m in module.model.modules())
+
+
+@pytest.mark.integration
+def test_last_checkpoint_is_the_last_epoch_even_when_it_did_not_improve(synth_tiny, tmp_path):
+    """Lightning 2.6's save_last writes last.ckpt only when a top-k checkpoint is saved: a run whose
+    last epoch does not beat the best kept an older last.ckpt (and would have resumed from there)."""
+    overrides = _tiny(
+        synth_tiny,
+        [
+            "experiment=demo_student",
+            "test=false",
+            "trainer.max_epochs=2",
+            "callbacks.model_checkpoint.monitor=val/num_images",  # constant: only epoch 0 "improves"
+        ],
+    )
+    run(compose_config("train", overrides, tmp_path))
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    best = torch.load(tmp_path / "checkpoints" / "epoch_000.ckpt", weights_only=True, map_location="cpu")
+    assert (best["epoch"], last["epoch"]) == (0, 1) and last["global_step"] == 2 * best["global_step"]

@@ -53,7 +53,8 @@ def _muting_worker_deaths(handler: Any) -> Any:
 
 
 class ResumeCheckpoint(ModelCheckpoint):
-    """Writes ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps and when the job is stopped.
+    """Writes ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps, at the end of every epoch
+    (after its validation) and when the job is stopped: the one writer of ``last.ckpt``.
 
     * Mid-epoch checkpoints hold the data module's position in the epoch, the optimizer, scheduler,
       EMA and RNG states, so ``ckpt_path=last`` continues exactly where the run was (a ``SIGKILL``
@@ -120,6 +121,14 @@ class ResumeCheckpoint(ModelCheckpoint):
         for signum, previous in self._previous_handlers.items():
             signal.signal(signum, previous)
         self._previous_handlers = {}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """``last.ckpt`` at every epoch end, whatever the epoch's score. Lightning's own ``save_last``
+        (2.6) writes it only at a step where a top-k checkpoint was saved, so a run whose last epochs did
+        not improve the monitored metric would end with an older ``last.ckpt``, and resume from there."""
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()

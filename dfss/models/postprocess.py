@@ -19,9 +19,10 @@ disables the rule. Map label ``K`` to the dataset's unknown category with
 :func:`detections_to_coco`, which looks it up in the class table (never a hard-coded index).
 
 What "quality" means per model family: YOLOX's objectness (trained on every point: is an object
-here?); a plain FCOS student's centerness, which is trained on foreground points only and so says
-little about background (it sits near 0.5 there — the rule is weak for plain FCOS); a DFSS student's
-centerness, which the KD loc term teaches to follow the teacher's objectness on every point.
+here?); a DFSS student's centerness, which the KD loc term teaches to follow the teacher's
+objectness on every point; a plain FCOS student's centerness is trained on foreground points only,
+sits near 0.5 on background and is no objectness (measured in ``results/quality_separation``; the
+tasks warn when the rule is on for such a model: :func:`dfss.models.checkpoints.quality_is_objectness`).
 
 Two steps: :func:`decode` turns raw outputs into boxes in input pixels and probabilities
 (:class:`DecodedOutputs`, fixed by the weights — what an exported model computes in its graph), and

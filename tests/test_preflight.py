@@ -96,3 +96,4 @@ def test_on_the_command_line_every_problem_is_one_line_exit_2_and_the_run_log_ke
     assert len(lines) == 3  # data root, teacher, T
     log = (run_dir / "train.log").read_text()
     assert all(line in log for line in lines)  # the run folder says why it stopped
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "train.log"]  # and holds nothing else

@@ -85,12 +85,12 @@ def test_evaluate_py_runs_from_the_command_line(tiny_xray, tmp_path):
 
 
 def test_scoring_a_predictions_file_needs_the_data_it_is_scored_against(tmp_path):
-    from dfss.errors import ConfigError
+    from dfss.preflight import StartupError
 
     predictions = tmp_path / "preds.json"
     predictions.write_text("[]")
     cfg = compose_config("eval", [f"predictions={predictions}"], tmp_path / "out")
-    with pytest.raises(ConfigError, match=r"give data.root=<set> \(or data=<option>\)"):
+    with pytest.raises(StartupError, match=r"give data.root=<set> \(or data=<option>\)"):
         run(cfg)
 
 

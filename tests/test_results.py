@@ -88,7 +88,7 @@ def test_plan_errors_name_the_problem(tmp_path):
     bad.write_text("name: x\nseeds: [1\n")
     with pytest.raises(ConfigError, match="not valid yaml"):
         load_plan(str(bad))
-    mapping = yaml.safe_load(resources.files("dfss.conf").joinpath("results", "cpu.yaml").read_text())
+    mapping = yaml.safe_load(resources.files("dfss.results").joinpath("plans", "cpu.yaml").read_text())
     with pytest.raises(ConfigError, match=r"unknown keys \['epochs'\]"):
         plan_from_mapping({**mapping, "epochs": 3})
     with pytest.raises(ConfigError, match=r"unknown\.alpha=3\.0 is not 1 or one of weighted\.alphas"):

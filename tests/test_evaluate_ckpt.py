@@ -22,7 +22,6 @@ from torch import nn
 
 from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
-from dfss.data.errors import DataError
 from dfss.data.transforms import letterbox_shape
 from dfss.device import resolve_device
 from dfss.errors import ConfigError
@@ -32,6 +31,7 @@ from dfss.evaluate import run
 from dfss.models.checkpoints import CheckpointError
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig
+from dfss.preflight import StartupError
 
 ROOT = Path(__file__).parents[1]
 METRIC_KEYS = {
@@ -339,8 +339,8 @@ def test_evaluation_defaults_to_the_checkpoints_own_data_and_takes_any_part_of_i
     shutil.copytree(synth_tiny, copy)
     moved = run(_compose("eval", [f"ckpt_path={student_ckpt}", f"data.root={copy}"], tmp_path / "moved"))
     assert _same_metrics(moved, metrics)
-    # a root the checkpoint's data is not at: the error names the file it looked for there
-    with pytest.raises(DataError, match=str(tmp_path / "nowhere")):
+    # a root the checkpoint's data is not at: the start-up check names it
+    with pytest.raises(StartupError, match=rf"data.root={tmp_path / 'nowhere'} does not exist"):
         run(
             _compose(
                 "eval", [f"ckpt_path={student_ckpt}", f"data.root={tmp_path / 'nowhere'}"], tmp_path / "x"

@@ -47,15 +47,17 @@ SCAN_SIZES = [(200, 150), (96, 160), (170, 170), (128, 100), (150, 220)]
 
 @pytest.fixture(scope="session")
 def scans(synth_tiny, tmp_path_factory) -> Path:
-    """The synthetic test images resized to odd sizes, as a data set (json + folder) and a plain folder."""
+    """The synthetic test images resized to odd sizes, as a data set (json + folder) and a plain folder;
+    saved as PNG, so that the drawings (written in their input's format) keep exact colours."""
     source = json.loads((synth_tiny / "annotations" / "test.json").read_text())
     root = tmp_path_factory.mktemp("scans")
     (root / "images" / "test").mkdir(parents=True)
     images = []
     for info, (width, height) in zip(source["images"], SCAN_SIZES, strict=True):
         pixels = Image.open(synth_tiny / "images" / "test" / info["file_name"]).resize((width, height))
-        pixels.save(root / "images" / "test" / info["file_name"])
-        images.append({"id": info["id"], "file_name": info["file_name"], "width": width, "height": height})
+        name = Path(info["file_name"]).with_suffix(".png").name
+        pixels.save(root / "images" / "test" / name)
+        images.append({"id": info["id"], "file_name": name, "width": width, "height": height})
     document = {"images": images, "annotations": [], "categories": source["categories"]}
     (root / "annotations").mkdir()
     for split in ("train", "test"):

@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo inspect synth results report test test-all lint format bench clean
+.PHONY: help install demo inspect synth results report test test-fast test-all lint format bench clean
 
 help: ## Show this help
 	@echo "DFSS — Distil FCOS for Security Scanning"
@@ -49,6 +49,9 @@ inspect: synth ## Load the synthetic set through the data module and draw augmen
 test: install ## Run the default test suite (set-up included)
 	$(BIN)/python -m pytest -q
 
+test-fast: install ## Unit tests only, no training (about 2 minutes): the tier to run while editing
+	$(BIN)/python -m pytest -q -m "not integration and not slow and not gpu"
+
 test-all: install ## Run every test, slow ones included (GPU tests skip without a GPU)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
@@ -60,8 +63,8 @@ format: install ## Format the code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: synth ## Run the benchmarks under bench/ (each prints a table and JSON lines)
-	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+bench: install ## Speed benchmarks on this CPU (steps, bf16, data loading, COCO eval; ~8 min on 2 cores) into bench/results/
+	PYTHON=$(abspath $(BIN))/python bash bench/cpu_run.sh
 
 clean: ## Remove caches and run outputs (keeps .venv and data/)
 	rm -rf .pytest_cache .ruff_cache logs outputs wandb

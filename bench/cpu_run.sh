@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-6 benchmark on a CPU as one command, the counterpart of gpu_run.sh: writes
+# `make bench`: the speed benchmarks on a CPU as one command, the counterpart of gpu_run.sh: writes
 # bench/results/<date>_cpu_<processor>/ with the machine, the versions and each script's table and
 # JSON lines (steps_speed: every step type against torchvision; precision_speed: float32 against
 # bf16 + channels_last per model; data_speed: the loaders; eval_speed:
@@ -15,8 +15,8 @@ mkdir -p "$out"
 "$python" -m pip freeze 2>/dev/null | grep -iE "^(torch|torchvision|lightning|timm|faster|pycocotools|numpy|onnxruntime)" > "$out/versions.txt"
 cd bench
 export OMP_NUM_THREADS=1
-"$python" steps_speed.py 2>&1 | tee "$out/steps_speed.txt"
-"$python" precision_speed.py 2>&1 | tee "$out/precision_speed.txt"
-"$python" data_speed.py 2>&1 | tee "$out/data_speed.txt"
-"$python" eval_speed.py 2>&1 | tee "$out/eval_speed.txt"
+for script in steps_speed precision_speed data_speed eval_speed; do
+  echo "== bench/$script.py"
+  "$python" $script.py 2>&1 | tee "$out/$script.txt"
+done
 echo "results in $out"

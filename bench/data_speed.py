@@ -93,30 +93,53 @@ def main(argv: list[str] | None = None) -> list[dict]:
         root = args.root or make_set(Path(tmp) / "set", args.images)
         rows = []
         for pipeline, mosaic, mixup in (("student", 0.0, 0.0), ("teacher", 1.0, 0.5)):
-            datamodule = XrayDataModule(root, image_size=args.image_size, batch_size=args.batch_size,
-                                        num_workers=args.workers, pin_memory=torch.cuda.is_available(),
-                                        mosaic_prob=mosaic, mixup_prob=mixup, image_check="header", seed=0)  # fmt: skip
+            datamodule = XrayDataModule(
+                root,
+                image_size=args.image_size,
+                batch_size=args.batch_size,
+                num_workers=args.workers,
+                pin_memory=torch.cuda.is_available(),
+                mosaic_prob=mosaic,
+                mixup_prob=mixup,
+                image_check="header",
+                seed=0,
+            )
             datamodule.setup("fit")
             one = per_process_rate(datamodule.datasets["train"], args.samples)
             total = loader_rate(datamodule, args.batches)
-            row = {"bench": "data_speed", "pipeline": pipeline, "img_per_s_per_worker": round(one, 1),
-                   "loader_workers": args.workers, "loader_img_per_s": round(total, 1),
-                   "default_workers": DEFAULT_WORKERS,
-                   "default_workers_img_per_s_est": round(one * DEFAULT_WORKERS, 1)}  # fmt: skip
+            row = {
+                "bench": "data_speed",
+                "pipeline": pipeline,
+                "img_per_s_per_worker": round(one, 1),
+                "loader_workers": args.workers,
+                "loader_img_per_s": round(total, 1),
+                "default_workers": DEFAULT_WORKERS,
+                "default_workers_img_per_s_est": round(one * DEFAULT_WORKERS, 1),
+            }
             if args.step_img_per_s:
                 row["step_img_per_s"] = args.step_img_per_s
                 row["workers_needed"] = math.ceil(args.step_img_per_s / one)
                 row["data_bound_with_default_workers"] = one * DEFAULT_WORKERS < args.step_img_per_s
             rows.append(row)
-    head = {"bench": "data_speed_header", **machine(), "image_size": args.image_size, "batch_size": args.batch_size,
-            "root": str(args.root) if args.root else f"generated {args.images} images", "cpus": os.cpu_count()}  # fmt: skip
+    head = {
+        "bench": "data_speed_header",
+        **machine(),
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "root": str(args.root) if args.root else f"generated {args.images} images",
+        "cpus": os.cpu_count(),
+    }
     head["load_avg_1m_at_end"] = load_average()
-    print(f"# data_speed  {head['date']}  {head['root']}  {args.image_size}px  batch {args.batch_size}  "
-          f"{head['cpus']} cpus  load {head['load_avg_1m_at_start']} -> {head['load_avg_1m_at_end']}")  # fmt: skip
+    print(
+        f"# data_speed  {head['date']}  {head['root']}  {args.image_size}px  batch {args.batch_size}  "
+        f"{head['cpus']} cpus  load {head['load_avg_1m_at_start']} -> {head['load_avg_1m_at_end']}"
+    )
     print(f"{'pipeline':<10}{'img/s/worker':>14}{'loader img/s':>14}{'workers':>9}{'est. default':>14}")
     for r in rows:
-        print(f"{r['pipeline']:<10}{r['img_per_s_per_worker']:>14.1f}{r['loader_img_per_s']:>14.1f}"
-              f"{r['loader_workers']:>9}{r['default_workers_img_per_s_est']:>10.1f} ({r['default_workers']}w)")  # fmt: skip
+        print(
+            f"{r['pipeline']:<10}{r['img_per_s_per_worker']:>14.1f}{r['loader_img_per_s']:>14.1f}"
+            f"{r['loader_workers']:>9}{r['default_workers_img_per_s_est']:>10.1f} ({r['default_workers']}w)"
+        )
     print_json_lines(head, rows)
     return rows
 

@@ -53,8 +53,16 @@ def make_data(num_images: int, dets_per_image: int, seed: int = 0) -> tuple[dict
         gt_cats = rng.choice(cat_ids, n_gt)
         for k in range(n_gt):
             bbox = [float(xy[k, 0]), float(xy[k, 1]), float(wh[k, 0]), float(wh[k, 1])]
-            annotations.append({"id": ann_id, "image_id": image_id, "category_id": int(gt_cats[k]),
-                                "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0})  # fmt: skip
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": int(gt_cats[k]),
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
             ann_id += 1
         # Detections: a jittered copy of each box (mostly the right class), the rest random.
         n_tp = min(n_gt, dets_per_image)
@@ -69,8 +77,14 @@ def make_data(num_images: int, dets_per_image: int, seed: int = 0) -> tuple[dict
         cats = np.concatenate([tp_cats, rng.choice(cat_ids, n_fp)])
         scores = np.concatenate([rng.uniform(0.3, 1.0, n_tp), rng.uniform(0.0, 0.7, n_fp)])
         for box, cat, score in zip(boxes.tolist(), cats.tolist(), scores.tolist(), strict=True):
-            results.append({"image_id": image_id, "category_id": int(cat),
-                            "bbox": [round(v, 2) for v in box], "score": round(score, 4)})  # fmt: skip
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(cat),
+                    "bbox": [round(v, 2) for v in box],
+                    "score": round(score, 4),
+                }
+            )
     return {"images": images, "annotations": annotations, "categories": categories}, results
 
 
@@ -97,16 +111,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
     dataset, results = make_data(args.images, args.dets)
     gt = coco_from_dict(dataset)
     table = ClassTable.from_categories(dataset["categories"])
-    head = {"bench": "eval_speed_header", **machine(), "cores": 1, "images": args.images,
-            "detections": len(results), "annotations": len(dataset["annotations"])}  # fmt: skip
+    head = {
+        "bench": "eval_speed_header",
+        **machine(),
+        "cores": 1,
+        "images": args.images,
+        "detections": len(results),
+        "annotations": len(dataset["annotations"]),
+    }
     rows, scored = [], {}
     for backend in args.backends:
         start = time.perf_counter()
         metrics = evaluate_coco(gt, results, table, backend=backend)
         seconds = time.perf_counter() - start
         scored[backend] = flat_metrics(metrics)
-        rows.append({"bench": "eval_speed", "backend": backend, "seconds": round(seconds, 3),
-                     "map": round(metrics.metrics["map"], 4), "map50": round(metrics.metrics["map50"], 4)})  # fmt: skip
+        rows.append(
+            {
+                "bench": "eval_speed",
+                "backend": backend,
+                "seconds": round(seconds, 3),
+                "map": round(metrics.metrics["map"], 4),
+                "map50": round(metrics.metrics["map50"], 4),
+            }
+        )
     if BASELINE in scored:
         base = next(r for r in rows if r["backend"] == BASELINE)
         for row in rows:
@@ -119,12 +146,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ]
             row["max_abs_metric_diff"] = float(f"{max(diffs):.2e}")
     head["load_avg_1m_at_end"] = load_average()
-    print(f"# eval_speed  {head['date']}  one core  {args.images} images, {len(results)} detections, "
-          f"{len(dataset['annotations'])} ground-truth boxes, {len(dataset['categories'])} categories")  # fmt: skip
+    print(
+        f"# eval_speed  {head['date']}  one core  {args.images} images, {len(results)} detections, "
+        f"{len(dataset['annotations'])} ground-truth boxes, {len(dataset['categories'])} categories"
+    )
     print(f"{'backend':<20}{'seconds':>9}{'x pycoco':>10}{'mAP':>8}{'mAP50':>8}{'max |diff|':>12}")
     for r in rows:
-        print(f"{r['backend']:<20}{r['seconds']:>9.2f}{r.get('x_pycocotools', float('nan')):>10.2f}"
-              f"{r['map']:>8.4f}{r['map50']:>8.4f}{r.get('max_abs_metric_diff', float('nan')):>12.1e}")  # fmt: skip
+        print(
+            f"{r['backend']:<20}{r['seconds']:>9.2f}{r.get('x_pycocotools', float('nan')):>10.2f}"
+            f"{r['map']:>8.4f}{r['map50']:>8.4f}{r.get('max_abs_metric_diff', float('nan')):>12.1e}"
+        )
     print_json_lines(head, rows)
     return rows
 

@@ -97,12 +97,16 @@ def measure(name: str, args: argparse.Namespace, workdir: Path) -> list[dict]:
     def ort(images) -> list:
         return session.run(None, {"images": images})
 
-    latency = time_interleaved({"pytorch": lambda: pytorch(one), "onnxruntime": lambda: ort(one_np)},
-                               args.warmup, args.steps)  # fmt: skip
-    throughput = time_interleaved({"pytorch": lambda: pytorch(batch), "onnxruntime": lambda: ort(batch_np)},
-                                  1, args.batch_steps)  # fmt: skip
-    timings = {runtime: (statistics.median(latency[runtime]), statistics.median(throughput[runtime]))
-               for runtime in latency}  # fmt: skip
+    latency = time_interleaved(
+        {"pytorch": lambda: pytorch(one), "onnxruntime": lambda: ort(one_np)}, args.warmup, args.steps
+    )
+    throughput = time_interleaved(
+        {"pytorch": lambda: pytorch(batch), "onnxruntime": lambda: ort(batch_np)}, 1, args.batch_steps
+    )
+    timings = {
+        runtime: (statistics.median(latency[runtime]), statistics.median(throughput[runtime]))
+        for runtime in latency
+    }
 
     theirs, ours = pytorch(batch), [torch.from_numpy(a) for a in ort(batch_np)]
     diff_boxes = float((theirs[0] - ours[0]).abs().max())
@@ -116,35 +120,51 @@ def measure(name: str, args: argparse.Namespace, workdir: Path) -> list[dict]:
     base_latency, base_batch = timings[BASELINE]
     rows = []
     for runtime, (latency_s, batch_s) in timings.items():
-        rows.append({
-            "bench": "export_speed", "model": name, "runtime": runtime, "params_m": round(params_m, 2),
-            "latency_bs1_ms": round(1e3 * latency_s, 1), "img_per_s": round(args.batch_size / batch_s, 2),
-            "latency_x_pytorch": round(base_latency / latency_s, 2), "throughput_x_pytorch": round(base_batch / batch_s, 2),
-            "postprocess_bs1_ms": round(1e3 * post_s, 1),
-            "export_s": round(export_s, 1) if runtime == "onnxruntime" else None,
-            "onnx_mib": round(path.stat().st_size / 2**20, 1) if runtime == "onnxruntime" else None,
-            "max_abs_diff_boxes_px": float(f"{diff_boxes:.2e}"), "max_abs_diff_probs": float(f"{diff_probs:.2e}"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "bench": "export_speed",
+                "model": name,
+                "runtime": runtime,
+                "params_m": round(params_m, 2),
+                "latency_bs1_ms": round(1e3 * latency_s, 1),
+                "img_per_s": round(args.batch_size / batch_s, 2),
+                "latency_x_pytorch": round(base_latency / latency_s, 2),
+                "throughput_x_pytorch": round(base_batch / batch_s, 2),
+                "postprocess_bs1_ms": round(1e3 * post_s, 1),
+                "export_s": round(export_s, 1) if runtime == "onnxruntime" else None,
+                "onnx_mib": round(path.stat().st_size / 2**20, 1) if runtime == "onnxruntime" else None,
+                "max_abs_diff_boxes_px": float(f"{diff_boxes:.2e}"),
+                "max_abs_diff_probs": float(f"{diff_probs:.2e}"),
+            }
+        )
     return rows
 
 
 def print_table(head: dict, rows: list[dict]) -> None:
-    print(f"# export_speed  {head['date']}  {head['device']}  torch {head['torch']}  "
-          f"onnxruntime {head['onnxruntime']}  threads {head['threads']}  image {head['image_size']}  "
-          f"batch {head['batch_size']}  load avg {head['load_avg_1m_at_start']} -> "
-          f"{head['load_avg_1m_at_end']} on {head['cpus_available']} cpus")  # fmt: skip
-    print("# network + decode, uint8 in; x pt = speed-up over PyTorch eager (> 1 faster); "
-          "post ms = NMS etc. (same for both, not included)")  # fmt: skip
-    columns = (f"{'model':<18}{'runtime':<13}{'params M':>9}{'lat bs1 ms':>11}{'x pt':>6}{'img/s':>8}"
-               f"{'x pt':>6}{'post ms':>8}{'export s':>9}{'max |diff| box/prob':>21}")  # fmt: skip
+    print(
+        f"# export_speed  {head['date']}  {head['device']}  torch {head['torch']}  "
+        f"onnxruntime {head['onnxruntime']}  threads {head['threads']}  image {head['image_size']}  "
+        f"batch {head['batch_size']}  load avg {head['load_avg_1m_at_start']} -> "
+        f"{head['load_avg_1m_at_end']} on {head['cpus_available']} cpus"
+    )
+    print(
+        "# network + decode, uint8 in; x pt = speed-up over PyTorch eager (> 1 faster); "
+        "post ms = NMS etc. (same for both, not included)"
+    )
+    columns = (
+        f"{'model':<18}{'runtime':<13}{'params M':>9}{'lat bs1 ms':>11}{'x pt':>6}{'img/s':>8}"
+        f"{'x pt':>6}{'post ms':>8}{'export s':>9}{'max |diff| box/prob':>21}"
+    )
     print(columns)
     print("-" * len(columns))
     for r in rows:
         export = "" if r["export_s"] is None else f"{r['export_s']:.1f}"
-        print(f"{r['model']:<18}{r['runtime']:<13}{r['params_m']:>9.2f}{r['latency_bs1_ms']:>11.1f}"
-              f"{r['latency_x_pytorch']:>6.2f}{r['img_per_s']:>8.2f}{r['throughput_x_pytorch']:>6.2f}"
-              f"{r['postprocess_bs1_ms']:>8.1f}{export:>9}"
-              f"{r['max_abs_diff_boxes_px']:>12.1e}/{r['max_abs_diff_probs']:.1e}")  # fmt: skip
+        print(
+            f"{r['model']:<18}{r['runtime']:<13}{r['params_m']:>9.2f}{r['latency_bs1_ms']:>11.1f}"
+            f"{r['latency_x_pytorch']:>6.2f}{r['img_per_s']:>8.2f}{r['throughput_x_pytorch']:>6.2f}"
+            f"{r['postprocess_bs1_ms']:>8.1f}{export:>9}"
+            f"{r['max_abs_diff_boxes_px']:>12.1e}/{r['max_abs_diff_probs']:.1e}"
+        )
     print_json_lines(head, rows)
 
 
@@ -169,10 +189,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.steps = args.steps or (3 if args.quick else 10)
     args.batch_steps = args.batch_steps or (2 if args.quick else 3)
     torch.set_num_threads(args.threads)
-    head = {"bench": "export_speed_header", "device": device_name(CPU), **machine(),
-            "onnxruntime": onnxruntime.__version__, "image_size": args.size, "batch_size": args.batch_size,
-            "steps": args.steps, "batch_steps": args.batch_steps, "warmup": args.warmup,
-            "num_classes": NUM_CLASSES}  # fmt: skip
+    head = {
+        "bench": "export_speed_header",
+        "device": device_name(CPU),
+        **machine(),
+        "onnxruntime": onnxruntime.__version__,
+        "image_size": args.size,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "batch_steps": args.batch_steps,
+        "warmup": args.warmup,
+        "num_classes": NUM_CLASSES,
+    }
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.variants:

@@ -9,7 +9,7 @@
 # as soon as they are measured, so a run cut short keeps what it timed. COCO evaluation speed is a
 # one-CPU-core figure (`python bench/eval_speed.py`), measured on the project's own machine.
 set -uo pipefail
-source bench/_device_env.sh  # wheels, paths, preflight
+source tools/device_env.sh  # wheels, paths, preflight
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '_')
 out=$(realpath -m "${OUT:-bench/results}/$(date -u +%Y-%m-%d)_${gpu}")
 mkdir -p "$out"

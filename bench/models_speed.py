@@ -287,9 +287,11 @@ def print_table(head: dict, rows: list[dict]) -> None:
         f"torchvision {head['torchvision']}  timm {head['timm']}"
     )
     print(
-        f"# threads {head['threads']}  image {head['image_size']}x{head['image_size']}  batch {head['batch_size']}  "
+        f"# threads {head['threads']}  image {head['image_size']}x{head['image_size']}  "
+        f"batch {head['batch_size']}  "
         f"classes {head['num_classes']}  boxes/img {head['boxes_per_image']}  warm-up {head['warmup']}  "
-        f"timed {head['steps']} (median)  bf16 {head['bf16_autocast']}  channels_last {head['channels_last']}  "
+        f"timed {head['steps']} (median)  bf16 {head['bf16_autocast']}  "
+        f"channels_last {head['channels_last']}  "
         f"score_thresh {head['score_threshold']}  load avg {head['load_avg_1m_at_start']} -> "
         f"{head['load_avg_1m_at_end']} on {head['cpus_available']} cpus"
     )
@@ -310,7 +312,8 @@ def print_table(head: dict, rows: list[dict]) -> None:
     print("-" * len(columns))
     for r in rows:
         print(
-            f"{r['model']:<18}{r['params_m']:>9.2f}{r['train_img_per_s']:>12.2f}{r['train_ms_per_step']:>9.1f}"
+            f"{r['model']:<18}{r['params_m']:>9.2f}{r['train_img_per_s']:>12.2f}"
+            f"{r['train_ms_per_step']:>9.1f}"
             f"{r['train_x_tv']:>7.2f}{r['infer_img_per_s']:>12.2f}{r['infer_x_tv']:>7.2f}"
             f"{r['latency_bs1_ms']:>11.1f}{r['latency_x_tv']:>7.2f}{r['detections_per_image']:>9.1f}"
             f"{mib(r['train_peak_mib']):>10}{mib(r['infer_peak_mib']):>10}"

@@ -76,8 +76,14 @@ def _distill_step(s: Settings, inputs: tuple) -> Step:
 
 
 def _tv_model(s: Settings) -> nn.Module:
-    model = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=s.classes, min_size=s.size,
-                              max_size=s.size, score_thresh=0.05).to(s.device)  # fmt: skip
+    model = fcos_resnet50_fpn(
+        weights=None,
+        weights_backbone=None,
+        num_classes=s.classes,
+        min_size=s.size,
+        max_size=s.size,
+        score_thresh=0.05,
+    ).to(s.device)
     return model.to(memory_format=torch.channels_last) if s.channels_last else model
 
 
@@ -126,9 +132,11 @@ ROWS: dict[str, tuple[Build, str]] = {  # name -> (builder, baseline row)
     "tv_infer": (_tv_infer, "tv_infer"),
     "infer_r18": (_infer_r18, "tv_infer"),
 }
-MODES = {"fp32": dict(bf16=False, channels_last=False, compile=False),
-         "bf16_cl": dict(bf16=True, channels_last=True, compile=False),
-         "bf16_cl_compile": dict(bf16=True, channels_last=True, compile=True)}  # fmt: skip
+MODES = {
+    "fp32": dict(bf16=False, channels_last=False, compile=False),
+    "bf16_cl": dict(bf16=True, channels_last=True, compile=False),
+    "bf16_cl_compile": dict(bf16=True, channels_last=True, compile=True),
+}
 TARGETS = {"fcos_r50": 2.0, "fcos_r18": 2.0, "distill_r18": 1.5}  # speed-up of bf16_cl over fp32
 
 
@@ -166,13 +174,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    base = Settings(device=torch.device(a.device), size=a.image_size, batch=a.batch_size, classes=a.classes,
-                    steps=a.steps, warmup=a.warmup, bf16=False, channels_last=False, compile=False)  # fmt: skip
+    base = Settings(
+        device=torch.device(a.device),
+        size=a.image_size,
+        batch=a.batch_size,
+        classes=a.classes,
+        steps=a.steps,
+        warmup=a.warmup,
+        bf16=False,
+        channels_last=False,
+        compile=False,
+    )
     names = list(ROWS) if not a.only else list(dict.fromkeys(n for o in a.only for n in (ROWS[o][1], o)))
     modes = ["fp32", "bf16_cl", *(["bf16_cl_compile"] if a.compile else [])]
-    head = {"bench": "precision_speed_header", "device": device_name(base.device), **machine(),
-            "native_bf16": native_bf16(base.device), "image_size": base.size, "batch_size": base.batch,
-            "classes": base.classes, "warmup": base.warmup, "steps": base.steps, "modes": modes}  # fmt: skip
+    head = {
+        "bench": "precision_speed_header",
+        "device": device_name(base.device),
+        **machine(),
+        "native_bf16": native_bf16(base.device),
+        "image_size": base.size,
+        "batch_size": base.batch,
+        "classes": base.classes,
+        "warmup": base.warmup,
+        "steps": base.steps,
+        "modes": modes,
+    }
     rows, inputs_cache = [], {}
     for name in names:
         for mode in modes:
@@ -183,8 +209,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for r in rows:
         r["x_fp32"] = round(by[(r["row"], "fp32")]["ms"] / r["ms"], 3)
         r["x_tv"] = round(by[(ROWS[r["row"]][1], "fp32")]["ms"] / r["ms"], 3)
-    print(f"# precision_speed  {head['date']}  {head['device']}  torch {head['torch']}  {base.size}px  "
-          f"batch {base.batch}  threads {head['threads']}  native bf16 {head['native_bf16']}")  # fmt: skip
+    print(
+        f"# precision_speed  {head['date']}  {head['device']}  torch {head['torch']}  {base.size}px  "
+        f"batch {base.batch}  threads {head['threads']}  native bf16 {head['native_bf16']}"
+    )
     header = f"{'row':<18}" + "".join(f"{m + ' ms':>22}{'MiB/img':>9}" for m in modes)
     print(header + f"{'x fp32':>8}{'x tv fp32':>11}")
     for name in names:
@@ -202,7 +230,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if (name, "bf16_cl") in by:
             value = by[(name, "bf16_cl")]["x_fp32"]
             print(
-                f"#   {name:<14} {value:>6.2f}x  (target >= {target})  {'met' if value >= target else 'MISSED'}"
+                f"#   {name:<14} {value:>6.2f}x  (target >= {target})  "
+                f"{'met' if value >= target else 'MISSED'}"
             )
     print_json_lines(head, rows)
     return rows

@@ -18,8 +18,8 @@ Same random uint8 images and boxes (8 per image) for all; median of the timed st
 Ratios (``x``) are to the torchvision row of the same kind; ``mib/img`` is the peak memory of the
 step (CUDA allocator; on CPU the rise of the peak RSS, approximate) over the batch size.
 
-    python bench/steps_speed.py                                  # CPU: 256 px, batch 2, eager
-    python bench/steps_speed.py --device cuda                    # 640 px, batch 16, bf16, channels_last, compile
+    python bench/steps_speed.py                  # CPU: 256 px, batch 2, eager
+    python bench/steps_speed.py --device cuda    # 640 px, batch 16, bf16, channels_last, compile
 """
 
 from __future__ import annotations
@@ -98,8 +98,15 @@ def sgd(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
 
 
-def full_step(model: nn.Module, criterion: nn.Module, opt: torch.optim.Optimizer, s: Settings,
-              images: Tensor, boxes: list[Tensor], labels: list[Tensor]) -> Callable[[], None]:  # fmt: skip
+def full_step(
+    model: nn.Module,
+    criterion: nn.Module,
+    opt: torch.optim.Optimizer,
+    s: Settings,
+    images: Tensor,
+    boxes: list[Tensor],
+    labels: list[Tensor],
+) -> Callable[[], None]:
     """One training step: forward, assignment + all losses (the criterion), backward, SGD."""
 
     def step() -> None:
@@ -112,8 +119,16 @@ def full_step(model: nn.Module, criterion: nn.Module, opt: torch.optim.Optimizer
     return step
 
 
-def distill_step(student: nn.Module, teacher: nn.Module, criterion: nn.Module, opt: torch.optim.Optimizer,
-                 s: Settings, images: Tensor, boxes: list[Tensor], labels: list[Tensor]) -> Callable[[], None]:  # fmt: skip
+def distill_step(
+    student: nn.Module,
+    teacher: nn.Module,
+    criterion: nn.Module,
+    opt: torch.optim.Optimizer,
+    s: Settings,
+    images: Tensor,
+    boxes: list[Tensor],
+    labels: list[Tensor],
+) -> Callable[[], None]:
     """One distillation step: the student's full step + the frozen teacher's forward + the KD terms."""
     kd = DistillationLoss(sync_normalizers=False)
 
@@ -164,16 +179,27 @@ def measure(name: str, step: Callable[[], object], s: Settings, batch: int, **ex
         profile(name, step, s)
     median = statistics.median(seconds)
     release_memory(s.device)
-    row = {"bench": "steps_speed", "step": name, "img_per_s": round(batch / median, 2),
-           "ms": round(1e3 * median, 2), "mib_per_img": None if memory.mib is None else round(memory.mib / batch, 1),
-           **extra}  # fmt: skip
+    row = {
+        "bench": "steps_speed",
+        "step": name,
+        "img_per_s": round(batch / median, 2),
+        "ms": round(1e3 * median, 2),
+        "mib_per_img": None if memory.mib is None else round(memory.mib / batch, 1),
+        **extra,
+    }
     # At once, so that a run cut short by a time limit (a lent GPU's) still shows the steps it timed.
     print(f"# measured {json.dumps(row)}", flush=True)
     return row
 
 
-def tv_train_step(tv: nn.Module, opt: torch.optim.Optimizer, s: Settings, images: Tensor, boxes: list[Tensor],
-                  labels: list[Tensor]) -> Callable[[], None]:  # fmt: skip
+def tv_train_step(
+    tv: nn.Module,
+    opt: torch.optim.Optimizer,
+    s: Settings,
+    images: Tensor,
+    boxes: list[Tensor],
+    labels: list[Tensor],
+) -> Callable[[], None]:
     """torchvision's FCOS training step: its transform, assignment and losses, backward, SGD."""
     targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels, strict=True)]
 
@@ -190,8 +216,14 @@ def tv_train_step(tv: nn.Module, opt: torch.optim.Optimizer, s: Settings, images
 def torchvision_rows(s: Settings, images: Tensor, boxes: list[Tensor], labels: list[Tensor]) -> list[dict]:
     """torchvision's FCOS-R50: training step, inference at the batch size and at batch 1."""
     rows = []
-    tv = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=s.classes, min_size=s.size,
-                           max_size=s.size, score_thresh=0.05).to(s.device)  # fmt: skip
+    tv = fcos_resnet50_fpn(
+        weights=None,
+        weights_backbone=None,
+        num_classes=s.classes,
+        min_size=s.size,
+        max_size=s.size,
+        score_thresh=0.05,
+    ).to(s.device)
     tv.train()
     rows.append(measure("tv_train", tv_train_step(tv, sgd(tv), s, images, boxes, labels), s, s.batch))
     tv.eval()
@@ -328,19 +360,38 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if gpu:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    s = Settings(device=torch.device(a.device), size=a.image_size or (640 if gpu else 256),
-                 batch=a.batch_size or (16 if gpu else 2), classes=a.classes,
-                 steps=a.steps or (20 if gpu else 4), warmup=a.warmup if a.warmup is not None else (8 if gpu else 2),
-                 bf16=gpu and not a.no_bf16, channels_last=gpu and not a.no_channels_last,
-                 compile=gpu and not a.no_compile)  # fmt: skip
+    s = Settings(
+        device=torch.device(a.device),
+        size=a.image_size or (640 if gpu else 256),
+        batch=a.batch_size or (16 if gpu else 2),
+        classes=a.classes,
+        steps=a.steps or (20 if gpu else 4),
+        warmup=a.warmup if a.warmup is not None else (8 if gpu else 2),
+        bf16=gpu and not a.no_bf16,
+        channels_last=gpu and not a.no_channels_last,
+        compile=gpu and not a.no_compile,
+    )
     torch.manual_seed(0)
-    head = {"bench": "steps_speed_header", "device": device_name(s.device), **machine(), "image_size": s.size,
-            "batch_size": s.batch, "classes": s.classes, "bf16": s.bf16, "channels_last": s.channels_last,
-            "compile": s.compile, "warmup": s.warmup, "steps": s.steps}  # fmt: skip
+    head = {
+        "bench": "steps_speed_header",
+        "device": device_name(s.device),
+        **machine(),
+        "image_size": s.size,
+        "batch_size": s.batch,
+        "classes": s.classes,
+        "bf16": s.bf16,
+        "channels_last": s.channels_last,
+        "compile": s.compile,
+        "warmup": s.warmup,
+        "steps": s.steps,
+    }
     rows = run(s)
     head["load_avg_1m_at_end"] = load_average()
-    print(f"# steps_speed  {head['date']}  {head['device']}  torch {head['torch']}  {s.size}px  batch {s.batch}  "
-          f"bf16 {s.bf16}  channels_last {s.channels_last}  compile {s.compile}  threads {head['threads']}")  # fmt: skip
+    print(
+        f"# steps_speed  {head['date']}  {head['device']}  torch {head['torch']}  "
+        f"{s.size}px  batch {s.batch}  "
+        f"bf16 {s.bf16}  channels_last {s.channels_last}  compile {s.compile}  threads {head['threads']}"
+    )
     print(f"{'step':<16}{'img/s':>10}{'ms':>10}{'x tv':>8}{'MiB/img':>9}  other")
     for r in rows:
         other = {

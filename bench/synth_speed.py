@@ -75,11 +75,13 @@ def main() -> None:
         )
         results.append(measure(config, categories, args.num))
     print(
-        f"{'format':<7}{'generator img/s':>17}{'render only':>13}{'I/O floor':>11}{'floor/gen':>11}{'kB/image':>10}"
+        f"{'format':<7}{'generator img/s':>17}{'render only':>13}"
+        f"{'I/O floor':>11}{'floor/gen':>11}{'kB/image':>10}"
     )
     for r in results:
         print(
-            f"{r['image_format']:<7}{r['generator_images_per_s']:>17.1f}{r['render_only_images_per_s']:>13.1f}"
+            f"{r['image_format']:<7}{r['generator_images_per_s']:>17.1f}"
+            f"{r['render_only_images_per_s']:>13.1f}"
             f"{r['io_floor_images_per_s']:>11.1f}{r['generator_vs_floor']:>11.3f}{r['file_kB']:>10.1f}"
         )
     print(f"({args.num} images of {args.image_size}x{args.image_size} px each, one core; target >= 20 img/s)")

@@ -74,27 +74,42 @@ def _leaf_keys(node: object, prefix: str = "") -> list[str]:
 
 
 def suggest_overrides(config_name: str, overrides: Sequence[str]) -> list[str]:
-    """``did you mean`` lines for overrides whose key the composed config does not have.
+    """``did you mean`` lines for overrides that name no setting, no config group or no option.
 
     Run after Hydra refused a command line: the config is composed with the overrides that choose
-    config groups (``model=...``, ``experiment=...``) and each ``a.b=value`` is looked up; a missing
-    key gets the closest existing keys. Returns nothing when the config cannot be composed.
+    existing config group options (``model=...``, ``experiment=...``) and each override is looked
+    up: a missing ``a.b`` key gets the closest existing keys, a misspelt group (``modle=fcos_r18``)
+    the closest groups and top-level keys, a misspelt option (``model=fcos_r5``) the group's closest
+    options. Returns nothing when the config cannot be composed.
     """
     plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "-", "hydra."))]
+    chosen = [o for o in plain if _is_group(o) and o.split("=", 1)[1] in _group_options(o.split("=", 1)[0])]
     try:
         GlobalHydra.instance().clear()
         with initialize_config_module(config_module="dfss.conf", version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=[o for o in plain if _is_group(o)])
+            cfg = compose(config_name=config_name, overrides=chosen)
     except Exception:
         return []
     keys = _leaf_keys(cfg)
+    groups = sorted(p.name for p in resources.files("dfss.conf").iterdir() if p.is_dir() and p.name[0] != "_")
     lines = []
     for override in plain:
         key, value = override.split("=", 1)
-        if key in keys or "." not in key:
+        if _is_group(override):
+            options = _group_options(key)
+            close = difflib.get_close_matches(value, options, n=3, cutoff=0.6)
+            if value not in options and close:
+                lines.append(
+                    f"'{override}': {key} has no option {value!r}; did you mean "
+                    + " or ".join(f"{key}={c}" for c in close)
+                    + "?"
+                )
+            continue
+        if key in keys:
             continue
         same_depth = [k for k in keys if k.count(".") == key.count(".")]
-        close = difflib.get_close_matches(key, same_depth, n=3, cutoff=0.75)
+        candidates = sorted(set(same_depth) | (set() if "." in key else set(groups)))
+        close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.75)
         if close:
             lines.append(
                 f"'{key}' is not a setting; did you mean " + " or ".join(f"{c}={value}" for c in close) + "?"
@@ -106,6 +121,14 @@ def _is_group(override: str) -> bool:
     """``model=fcos_r18`` chooses a config group (a folder of ``dfss/conf``); ``seed=1`` does not."""
     key = override.split("=", 1)[0]
     return (resources.files("dfss.conf") / key).is_dir()
+
+
+def _group_options(group: str) -> list[str]:
+    """The options of a config group: its yaml files, by name."""
+    folder = resources.files("dfss.conf") / group
+    return (
+        sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")) if folder.is_dir() else []
+    )
 
 
 def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
@@ -120,3 +143,16 @@ def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
             for line in suggest_overrides(config_name, sys.argv[1:]):
                 print(line, file=sys.stderr)
         raise
+
+
+def data_of(cfg: DictConfig, task: str) -> DictConfig:
+    """``cfg.data`` for a task that has no checkpoint to take its data from (train, inspect):
+    ``data=checkpoint`` is evaluate.py's option, refused here with the options that are."""
+    from dfss.errors import ConfigError
+
+    if cfg.data.get("from_checkpoint"):
+        options = ", ".join(o for o in _group_options("data") if o != "checkpoint")
+        raise ConfigError(
+            f"data=checkpoint (a checkpoint's own data) is for evaluate.py; {task} needs one of: {options}"
+        )
+    return cfg.data

@@ -75,8 +75,13 @@ def run_demo(
         if threshold == "unknown":
             overrides_eval.append(f"threshold.T={unknown_t}")
         results[key] = evaluate(compose_config("eval", overrides_eval, out_dir / f"eval_{key}"))
-    summary = {"results": results, "paper": PAPER, "checkpoints": {k: str(v) for k, v in checkpoints.items()},
-               "seconds": timings, "unknown_T": unknown_t}  # fmt: skip
+    summary = {
+        "results": results,
+        "paper": PAPER,
+        "checkpoints": {k: str(v) for k, v in checkpoints.items()},
+        "seconds": timings,
+        "unknown_T": unknown_t,
+    }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "summary.md").write_text(summary_markdown(results, unknown_t))
     print_table(results, unknown_t, console)

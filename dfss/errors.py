@@ -50,9 +50,10 @@ def exit_on_user_error() -> Iterator[None]:
         if message is None:
             raise
         consoles = [
-            h for h in logging.getLogger().handlers
+            h
+            for h in logging.getLogger().handlers
             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-        ]  # fmt: skip
+        ]
         logging.getLogger("dfss").error(message)  # Hydra's console and the run's log file
         if not consoles:
             print(f"error: {message}", file=sys.stderr)

@@ -12,8 +12,9 @@ Two modes, exactly one of which a run sets:
 Both write ``metrics.json`` (overall, per supercategory, the alarm operating point),
 ``per_class.csv`` (AP, AP50, AP75, recall per class), ``pr_curves.json``, ``roc.json`` and
 ``run.json`` (what was evaluated: split, checkpoint or file, the unknown rule, detection counts), and
-print a table; with ``model_card=true`` (checkpoint mode) also ``model_card.md``. The ground truth is the split's json as the data module validates it,
-so the figures describe exactly the images and annotations a model would be evaluated on.
+print a table; with ``model_card=true`` (checkpoint mode) also ``model_card.md``. The ground truth is
+the split's json as the data module validates it, so the figures describe exactly the images and
+annotations a model would be evaluated on.
 """
 
 from __future__ import annotations
@@ -27,20 +28,24 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from dfss import preflight
 from dfss.config import run_hydra_app
 from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.data.errors import DataError
+from dfss.device import resolve_device
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.coco_metrics import RECALL_GRID, CocoMetrics, evaluate_coco
+from dfss.eval.inference import EVAL_SPLITS, inference_facts, predict_split
 from dfss.eval.model_card import measure_speed, render_model_card
-from dfss.eval.predict import EVAL_SPLITS, inference_facts, predict_split, resolve_device
-from dfss.lit.checkpoints import (
+from dfss.lit.loggers import ensure_wandb_mode, finish_wandb, group_sweep_runs
+from dfss.models.checkpoints import (
     build_model_from_checkpoint,
     check_classes,
     postprocess_config_of,
     read_dfss_checkpoint,
+    warn_if_rule_without_objectness,
     weights_kind,
 )
 from dfss.precision import prepare_for_inference
@@ -77,14 +82,37 @@ def write_results(result: CocoMetrics, output_dir: str | Path) -> None:
     if result.roc is not None:
         roc = result.roc
         thresholds = [None if math.isinf(t) else t for t in roc.thresholds]  # None: nothing alarms
-        document = {"fpr": roc.fpr, "tpr": roc.tpr, "thresholds": thresholds,
-                    "num_positive": roc.num_positive, "num_negative": roc.num_negative}  # fmt: skip
+        document = {
+            "fpr": roc.fpr,
+            "tpr": roc.tpr,
+            "thresholds": thresholds,
+            "num_positive": roc.num_positive,
+            "num_negative": roc.num_negative,
+        }
         (output_dir / "roc.json").write_text(json.dumps(document))
     rows = [asdict(c) for c in result.per_class]
     with open(output_dir / "per_class.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["name"])
         writer.writeheader()
         writer.writerows(rows)
+
+
+def data_config(cfg: DictConfig, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """The data module's config: with ``data=checkpoint`` (the default) the checkpoint's own data
+    config with every key the run sets replacing its value; any other data option as composed."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    if not data.pop("from_checkpoint", False):
+        return data
+    given = {key: value for key, value in data.items() if value is not None}
+    if checkpoint is None:  # a predictions file: only what the run gives, XrayDataModule's defaults else
+        if "root" not in given:
+            raise ConfigError(
+                "predictions=<file> is scored against a data set: give data.root=<set> (or data=<option>)"
+            )
+        return given
+    saved = dict(checkpoint["dfss_config"]["data"])
+    saved.pop("seed", None)  # evaluation does not shuffle or augment
+    return {**saved, **given}
 
 
 def _setup_split(cfg: DictConfig, datamodule: XrayDataModule) -> None:
@@ -95,7 +123,7 @@ def _score_file(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, 
     """The predictions file and the data it is scored on."""
     if float(cfg.threshold.T) > 0:
         log.warning("threshold.T=%s is ignored: a predictions file is scored as it is", cfg.threshold.T)
-    datamodule: XrayDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule: XrayDataModule = hydra.utils.instantiate(data_config(cfg, None))
     _setup_split(cfg, datamodule)
     predictions = load_predictions(cfg.predictions)
     known_images = set(datamodule.datasets[cfg.split].coco.getImgIds())
@@ -118,11 +146,12 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
     overrides: dict[str, Any] = {"image_size": image_size}
     if cfg.batch_size is not None:
         overrides["eval_batch_size"] = int(cfg.batch_size)
-    datamodule: XrayDataModule = hydra.utils.instantiate(cfg.data, **overrides)
+    datamodule: XrayDataModule = hydra.utils.instantiate(data_config(cfg, checkpoint), **overrides)
     check_classes(checkpoint, datamodule.class_table, path)  # before the split is read and checked
     _setup_split(cfg, datamodule)
 
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
+    warn_if_rule_without_objectness(checkpoint, postprocess_config, path)
     device = resolve_device(cfg.device)
     model = build_model_from_checkpoint(checkpoint, datamodule.class_table.num_classes, path).eval()
     precision = prepare_for_inference(model, device, cfg.precision)
@@ -147,8 +176,14 @@ def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], di
     )
 
 
-def write_model_card(cfg: DictConfig, result: CocoMetrics, info: dict[str, Any], datamodule: XrayDataModule,
-                     loaded: dict[str, Any], output_dir: Path) -> Path:  # fmt: skip
+def write_model_card(
+    cfg: DictConfig,
+    result: CocoMetrics,
+    info: dict[str, Any],
+    datamodule: XrayDataModule,
+    loaded: dict[str, Any],
+    output_dir: Path,
+) -> Path:
     """``model_card.md``: the checkpoint, its data, classes, figures, operating point and speed here."""
     model = loaded["model"]
     device = next(model.parameters()).device
@@ -183,6 +218,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(
             "model_card=true needs ckpt_path=<DFSS checkpoint> (a predictions file has no model)"
         )
+
+    def evaluated_data() -> dict[str, Any]:
+        return data_config(cfg, read_dfss_checkpoint(cfg.ckpt_path, "evaluate") if has_ckpt else None)
+
+    preflight.check(preflight.evaluation_problems(cfg, evaluated_data))
     datamodule, predictions, info, loaded = (_predict_checkpoint if has_ckpt else _score_file)(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -214,8 +254,27 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info(
             "model card written to %s", write_model_card(cfg, result, info, datamodule, loaded, output_dir)
         )
+    log_to_wandb(cfg, result, info)
     log.info("results written to %s", output_dir)
     return result.metrics
+
+
+def log_to_wandb(cfg: DictConfig, result: CocoMetrics, info: dict[str, Any]) -> None:
+    """With ``logger=wandb``: the figures (``<split>/...``), the per-class table and the run's facts as
+    a W&B run (offline without credentials; a sweep's runs grouped and named as training's)."""
+    if "wandb" not in (cfg.get("logger") or {}):
+        return
+    ensure_wandb_mode(cfg)
+    group_sweep_runs(cfg)
+    logger = hydra.utils.instantiate(cfg.logger.wandb)
+    logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run": info})
+    logger.log_metrics(
+        {f"{cfg.split}/{k}": v for k, v in result.metrics.items() if not math.isnan(v)}, step=0
+    )
+    columns = ["class", "supercategory", "num_gt", "ap", "ap50", "ap75"]
+    rows = [[c.name, c.supercategory, c.num_gt, c.ap, c.ap50, c.ap75] for c in result.per_class]
+    logger.log_table(key=f"{cfg.split}/per_class_ap", columns=columns, data=rows, step=0)
+    finish_wandb([logger])
 
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="eval")

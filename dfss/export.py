@@ -54,6 +54,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 import dfss
+from dfss import preflight
 from dfss.config import run_hydra_app
 from dfss.deploy import (
     FORMAT_SUFFIXES,
@@ -65,11 +66,12 @@ from dfss.deploy import (
     sidecar_path,
 )
 from dfss.errors import ConfigError, exit_on_user_error
-from dfss.lit.checkpoints import (
+from dfss.models.checkpoints import (
     build_model_from_checkpoint,
     class_table_of,
     postprocess_config_of,
     read_dfss_checkpoint,
+    warn_if_rule_without_objectness,
     weights_kind,
 )
 from dfss.models.postprocess import decode
@@ -117,8 +119,10 @@ def _quiet(*logger_names: str) -> Iterator[None]:
 def check_format(format: str) -> None:
     """A ConfigError unless ``format`` is one of :data:`~dfss.deploy.FORMAT_SUFFIXES`."""
     if format == "torchscript":
-        raise ConfigError("format=torchscript is not offered (TorchScript is deprecated in PyTorch 2.x); "
-                          "use format=torch_export (a .pt2 ExportedProgram) or format=onnx")  # fmt: skip
+        raise ConfigError(
+            "format=torchscript is not offered (TorchScript is deprecated in PyTorch 2.x); "
+            "use format=torch_export (a .pt2 ExportedProgram) or format=onnx"
+        )
     if format not in FORMAT_SUFFIXES:
         raise ConfigError(f"format must be one of {tuple(FORMAT_SUFFIXES)}, got {format!r}")
 
@@ -164,8 +168,10 @@ def compare_with_pytorch(model: nn.Module, path: Path, image_size: int) -> dict[
         for name, ours, theirs in zip(OUTPUT_NAMES, detector.raw(images), expected, strict=True):
             ours = torch.as_tensor(ours)
             if ours.shape != theirs.shape:
-                raise ExportError(f"{path}: {name} has shape {tuple(ours.shape)} at batch {batch}, "
-                                  f"PyTorch gives {tuple(theirs.shape)}")  # fmt: skip
+                raise ExportError(
+                    f"{path}: {name} has shape {tuple(ours.shape)} at batch {batch}, "
+                    f"PyTorch gives {tuple(theirs.shape)}"
+                )
             error = (ours - theirs).abs()
             diffs[name] = max(diffs[name], float(error.max()))
             if name == "boxes":
@@ -188,8 +194,7 @@ def output_path(output: str | Path, format: str, model_name: str) -> Path:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Export ``cfg.ckpt``'s model to ``cfg.output`` in ``cfg.format``; returns what was written."""
-    if cfg.ckpt is None:
-        raise ConfigError("set ckpt=<DFSS checkpoint> (a .ckpt written by train.py)")
+    preflight.check(preflight.inference_problems(cfg))
     check_format(cfg.format)
     checkpoint = read_dfss_checkpoint(cfg.ckpt, "export")
     train_config = checkpoint["dfss_config"]
@@ -201,6 +206,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     weights = weights_kind(checkpoint)
     target = train_config["model"]["net"]["_target_"]
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
+    warn_if_rule_without_objectness(checkpoint, postprocess_config, cfg.ckpt)
 
     path = output_path(cfg.output, cfg.format, target.rsplit(".", 1)[-1])
     try:
@@ -235,12 +241,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         info = dataclasses.replace(info, check=check)
         info.write(sidecar_path(path))
         prob_diff = max(check["class_probs"], check["quality"])
-        log.info("check: max |diff| boxes %.2g px (%.2g relative), probabilities %.2g at batch sizes %s",
-                 check["boxes"], check["boxes_relative"], prob_diff, check["batch_sizes"])  # fmt: skip
+        log.info(
+            "check: max |diff| boxes %.2g px (%.2g relative), probabilities %.2g at batch sizes %s",
+            check["boxes"],
+            check["boxes_relative"],
+            prob_diff,
+            check["batch_sizes"],
+        )
         if check["boxes_relative"] > cfg.tolerance or prob_diff > cfg.tolerance:
             raise ExportError(
                 f"{path} does not reproduce the model: max |diff| boxes {check['boxes_relative']:.3g} "
-                f"relative, probabilities {prob_diff:.3g} (tolerance {cfg.tolerance:g}); check=false skips this"
+                f"relative, probabilities {prob_diff:.3g} (tolerance {cfg.tolerance:g}); "
+                "check=false skips this"
             )
     log.info("wrote %s and %s", path, sidecar_path(path))
     return {"path": str(path), "sidecar": str(sidecar_path(path)), "info": info.to_json()}

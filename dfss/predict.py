@@ -38,18 +38,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from dfss import preflight
 from dfss.config import run_hydra_app
 from dfss.data.classes import ClassInfo, ClassTable
 from dfss.data.transforms import build_eval_transforms
+from dfss.device import resolve_device
 from dfss.errors import ConfigError, exit_on_user_error
 from dfss.eval.image_files import ImageFiles, collate_images, find_images, image_entries
-from dfss.eval.predict import inference_facts, resolve_device, run_model
+from dfss.eval.inference import inference_facts, run_model
 from dfss.fileio import write_json_atomic, write_text_atomic
-from dfss.lit.checkpoints import (
+from dfss.models.checkpoints import (
     build_model_from_checkpoint,
     class_table_of,
     postprocess_config_of,
     read_dfss_checkpoint,
+    warn_if_rule_without_objectness,
 )
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 from dfss.precision import prepare_for_inference
@@ -76,7 +79,8 @@ def drawn_image_paths(paths: Sequence[Path], output_dir: Path) -> list[Path]:
     overwritten = sorted(set(drawn) & {Path(os.path.abspath(p)) for p in paths})
     if overwritten:
         raise ConfigError(
-            f"output={output_dir} would overwrite the input image {overwritten[0]}; choose another output folder"
+            f"output={output_dir} would overwrite the input image {overwritten[0]}; "
+            "choose another output folder"
         )
     return drawn
 
@@ -125,6 +129,7 @@ def _load_model(cfg: DictConfig) -> tuple[torch.nn.Module, ClassTable, PostProce
     checkpoint = read_dfss_checkpoint(cfg.ckpt, "use")
     table = class_table_of(checkpoint, cfg.ckpt)
     postprocess_config = hydra.utils.instantiate(cfg.threshold).apply(postprocess_config_of(checkpoint))
+    warn_if_rule_without_objectness(checkpoint, postprocess_config, cfg.ckpt)
     if postprocess_config.unknown_threshold > 0 and not table.unknown_ids:
         raise ConfigError(
             f"threshold.T={postprocess_config.unknown_threshold} labels detections unknown, but {cfg.ckpt} "
@@ -175,12 +180,13 @@ def write_results(
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Predict on ``cfg.input`` with ``cfg.ckpt``'s model, writing into ``cfg.output``; returns the
     run's facts (what ``run.json`` holds)."""
-    for name, example in (("ckpt", "<model.ckpt>"), ("input", "<image, folder or glob>")):
-        if OmegaConf.is_missing(cfg, name):
-            raise ConfigError(f"set {name}={example}")
+    problems = preflight.inference_problems(cfg)
+    if OmegaConf.is_missing(cfg, "input"):
+        problems.append("input is not set: input=<image, folder or glob>")
     for name in ("draw_score", "alarm_score"):
         if not 0.0 <= float(cfg[name]) <= 1.0:
-            raise ConfigError(f"{name} must be in [0, 1], got {cfg[name]}")
+            problems.append(f"{name}={cfg[name]} is out of range: it must be [0, 1]")
+    preflight.check(problems)
     draw_score, alarm_score = float(cfg.draw_score), float(cfg.alarm_score)
     if int(cfg.batch_size) <= 0:
         raise ConfigError(f"batch_size must be positive, got {cfg.batch_size}")

@@ -7,6 +7,8 @@ directly with a composed config.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import io
 import json
 import logging
 import math
@@ -19,58 +21,25 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from dfss.config import run_hydra_app
+from dfss import preflight
+from dfss.config import data_of, run_hydra_app
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError, UserError, exit_on_user_error
 from dfss.lit.callbacks import ResumeCheckpoint, is_data_worker_death
-from dfss.lit.checkpoints import load_teacher
+from dfss.lit.loggers import ensure_wandb_mode, finish_wandb, group_sweep_runs
+from dfss.models.checkpoints import load_teacher
 
 log = logging.getLogger(__name__)
-
-
-def ensure_wandb_mode(cfg: DictConfig) -> None:
-    """W&B without credentials runs offline instead of asking for a login (and never hangs)."""
-    if "wandb" not in (cfg.get("logger") or {}) or os.environ.get("WANDB_MODE"):
-        return
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").is_file()
-    if not has_key:
-        os.environ["WANDB_MODE"] = "offline"
-        log.info("no W&B credentials found: logging offline (wandb sync uploads the run later)")
-
-
-def group_sweep_runs(cfg: DictConfig) -> None:
-    """In a Hydra multirun, W&B runs of one sweep share a job type (the sweep folder's name), so the
-    W&B UI groups them by experiment (``group``) and by sweep (``job_type``)."""
-    if "wandb" not in (cfg.get("logger") or {}) or not HydraConfig.initialized():
-        return
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return
-    sweep = Path(hydra_cfg.sweep.dir).name
-    with open_dict(cfg):
-        cfg.logger.wandb.job_type = f"sweep_{sweep}"
-        cfg.logger.wandb.tags = [*cfg.logger.wandb.get("tags", []), f"sweep_{sweep}"]
-
-
-def finish_wandb(loggers: list) -> None:
-    """Close this run's W&B run, so the next run in the same process (a demo, a test) gets its own."""
-    if any(isinstance(logger, WandbLogger) for logger in loggers):
-        import wandb
-
-        wandb.finish()
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
@@ -123,10 +92,30 @@ def refuse_frozen_random_layers(net_cfg: DictConfig, model: nn.Module) -> None:
         settings = {k: net_cfg.get(k) for k in ("norm", "trainable_backbone_layers") if k in net_cfg}
         raise ConfigError(
             f"{net_cfg.get('_target_')} without weights would train {len(frozen)} frozen random tensors "
-            f"and {len(frozen_norm)} frozen batch norms ({', '.join(f'{k}={v}' for k, v in settings.items())}): "
+            f"and {len(frozen_norm)} frozen batch norms "
+            f"({', '.join(f'{k}={v}' for k, v in settings.items())}): "
             "those are for pretrained weights; leave model.net.norm=auto and "
             "model.net.trainable_backbone_layers=null, or give model.net.weights=<file>"
         )
+
+
+def build_criterion(cfg: DictConfig, num_classes: int, class_weights: Any) -> Any:
+    """The detection criterion, ``loss.criterion`` (the model config picks the one its outputs need;
+    run configs from before that key carry it as ``model.criterion``)."""
+    node = cfg.loss.get("criterion") or cfg.model.get("criterion")
+    if node is None:
+        raise ConfigError(
+            "no detection criterion: the model config must pick one (loss/criterion/<name>.yaml)"
+        )
+    target = node._target_
+    accepted = set(inspect.signature(get_class(target)).parameters) - {"self", "num_classes", "class_weights"}
+    unknown = sorted(set(node) - accepted - {"_target_"})
+    if unknown:
+        settings = ", ".join(sorted(accepted))
+        raise ConfigError(
+            f"loss.criterion.{unknown[0]} is not a setting of {target}; its settings: {settings}"
+        )
+    return instantiate(node, num_classes=num_classes, class_weights=class_weights)
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
@@ -135,7 +124,7 @@ def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
     model = instantiate(cfg.model.net, num_classes=table.num_classes)
     refuse_frozen_random_layers(cfg.model.net, model)
     class_weights = table.class_weights(float(cfg.loss.dangerous_weight))
-    criterion = instantiate(cfg.model.criterion, num_classes=table.num_classes, class_weights=class_weights)
+    criterion = build_criterion(cfg, table.num_classes, class_weights)
     postprocess_config = instantiate(cfg.threshold).apply(instantiate(cfg.model.postprocess))
     extra: dict[str, Any] = {}
     if cfg.loss.get("distill") is not None:
@@ -167,7 +156,33 @@ def print_summary(metrics: dict[str, float], output_dir: str, best: str | None) 
         if key.startswith(("val/map", "test/map")) or key in ("train/loss_epoch", "val/loss", "test/loss"):
             table.add_row(key, f"{metrics[key]:.4f}")
     Console().print(table)
-    Console().print(f"run folder: {output_dir}" + (f"\nbest checkpoint: {best}" if best else ""))
+    paths = f"run folder: {output_dir}" + (f"\nbest checkpoint: {best}" if best else "")
+    Console().print(paths, soft_wrap=True)  # a path is never folded mid-name, whatever the terminal width
+    plain = Console(file=io.StringIO(), width=100, color_system=None)
+    plain.print(table)
+    RUN_LOG.info("run summary:\n%s%s", plain.file.getvalue(), paths)  # into <run>/train.log only
+
+
+RUN_LOG = logging.getLogger("dfss.run_log")  # the run's log file only (not the console): see log_to_file
+RUN_LOG.propagate = False
+
+
+@contextlib.contextmanager
+def log_to_file() -> Iterator[None]:
+    """Lightning's own messages (devices, precision, model summary) and the run summary also go to the
+    run's log file (``<run>/train.log``, Hydra's file handler), not only to the console."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    targets = [logging.getLogger("lightning.pytorch"), RUN_LOG]
+    RUN_LOG.setLevel(logging.INFO)
+    for logger in targets:
+        for handler in files:
+            logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in targets:
+            for handler in files:
+                logger.removeHandler(handler)
 
 
 @rank_zero_only
@@ -197,6 +212,39 @@ def explain_worker_death(trainer: L.Trainer) -> Iterator[None]:
             f"{str(error).rstrip('. ')}. It was killed from outside, most often by the system running out "
             "of memory (see `dmesg`); lower data.num_workers or data.batch_size, then resume with "
             "ckpt_path=last"
+        ) from error
+
+
+class PeerLostError(UserError, RuntimeError):
+    """Another process of a distributed run (another node, another GPU) stopped or became unreachable."""
+
+
+PEER_LOST = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "remote worker crashing",
+    "NCCL communicator",
+)
+
+
+@contextlib.contextmanager
+def explain_lost_peer(trainer: L.Trainer) -> Iterator[None]:
+    """gloo's / NCCL's "Connection closed by peer" when another rank died: which rank this is, which
+    one was lost (the other one with two; one of the others beyond), and how to go on."""
+    try:
+        yield
+    except RuntimeError as error:
+        if trainer.world_size < 2 or not any(text in str(error) for text in PEER_LOST):
+            raise
+        rank, world = trainer.global_rank, trainer.world_size
+        others = [r for r in range(world) if r != rank]
+        lost = f"rank {others[0]}" if len(others) == 1 else f"one of ranks {others}"
+        detail = (
+            str(error).splitlines()[0].split("] ", 1)[-1].split(". ", 1)[0][:200]
+        )  # gloo's first sentence
+        raise PeerLostError(
+            f"rank {rank} of {world} lost {lost} of the run ({detail}); this rank stops too. Look at the "
+            f"lost rank's log, then restart every node with ckpt_path=last to resume from the last checkpoint"
         ) from error
 
 
@@ -237,12 +285,13 @@ def expected_lightning_warnings_off(module: L.LightningModule, datamodule: Any) 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as ``cfg`` says; returns the final metrics."""
+    preflight.check(preflight.training_problems(cfg))
     check_output_folders(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     ensure_wandb_mode(cfg)
     group_sweep_runs(cfg)
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(data_of(cfg, "train.py"))
     module = build_module(cfg, datamodule)
     # An entry set to null on the command line (callbacks.rich_progress_bar=null) switches it off.
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -255,7 +304,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         resume = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
-        with explain_worker_death(trainer), expected_lightning_warnings_off(module, datamodule):
+        with (
+            explain_lost_peer(trainer),
+            explain_worker_death(trainer),
+            expected_lightning_warnings_off(module, datamodule),
+        ):
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     checkpoint = next(
@@ -268,7 +321,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     if cfg.get("test", True):
-        # After training: the best checkpoint. Without training: the given checkpoint (or the weights as built).
+        # After training: the best checkpoint. Without training: the given checkpoint
+        # (or the weights as built).
         tested = (
             best if cfg.get("train", True) else resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
         )
@@ -284,7 +338,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    with exit_on_user_error():
+    with exit_on_user_error(), log_to_file():
         try:
             metrics = run(cfg)
         except SIGTERMException:

@@ -39,8 +39,10 @@ from torch import Tensor
 
 from dfss.config import compose_config
 from dfss.data.transforms import letterbox_shape
-from dfss.eval.predict import resolve_device, run_model
-from dfss.lit.checkpoints import build_model_from_checkpoint, check_classes, read_dfss_checkpoint
+from dfss.device import resolve_device
+from dfss.eval.inference import run_model
+from dfss.evaluate import data_config
+from dfss.models.checkpoints import build_model_from_checkpoint, check_classes, read_dfss_checkpoint
 from dfss.precision import prepare_for_inference
 
 LAST = Path("checkpoints") / "last.ckpt"
@@ -128,13 +130,20 @@ def checkpoint_path(spec: str) -> Path:
 
 
 @torch.no_grad()
-def measure(ckpt: Path, data_overrides: list[str], split: str, thresholds: tuple[float, ...],
-            min_quality: float, device_name: str = "cpu", precision: str = "auto") -> dict[str, float]:  # fmt: skip
+def measure(
+    ckpt: Path,
+    data_overrides: list[str],
+    split: str,
+    thresholds: tuple[float, ...],
+    min_quality: float,
+    device_name: str = "cpu",
+    precision: str = "auto",
+) -> dict[str, float]:
     """The figures of one checkpoint on ``split``."""
     checkpoint = read_dfss_checkpoint(ckpt, "measure")
     image_size = int(checkpoint["dfss_config"]["data"]["image_size"])
     cfg = compose_config("eval", data_overrides, output_dir=Path("/tmp"))
-    datamodule = hydra.utils.instantiate(cfg.data, image_size=image_size)
+    datamodule = hydra.utils.instantiate(data_config(cfg, checkpoint), image_size=image_size)
     check_classes(checkpoint, datamodule.class_table, ckpt)
     datamodule.setup("test" if split == "test" else "validate")
     coco = datamodule.datasets[split].coco
@@ -154,9 +163,8 @@ def measure(ckpt: Path, data_overrides: list[str], split: str, thresholds: tuple
             new_h, new_w = letterbox_shape(height, width, image_size)
             scale = torch.tensor([new_w / width, new_h / height] * 2)
             anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
-            boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                                   a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=torch.float32)  # fmt: skip
-            boxes = boxes.reshape(-1, 4) * scale
+            xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+            boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1) * scale
             unknown = torch.tensor([a["category_id"] in unknown_ids for a in anns], dtype=torch.bool)
             tally.add_image(points, q[i], p_max[i], boxes, unknown)
     return tally.figures()
@@ -197,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         if not label or not where:
             parser.error(f"--model {spec!r}: expected LABEL=RUN_FOLDER or LABEL=FILE.ckpt")
         ckpt = checkpoint_path(where)
-        result = measure(ckpt, [f"data.root={args.data}"], args.split, thresholds, args.min_quality,
-                         precision=args.precision)  # fmt: skip
+        data = [f"data.root={args.data}"]
+        result = measure(ckpt, data, args.split, thresholds, args.min_quality, precision=args.precision)
         figures[label].append(result)
         raw.append({"label": label, "checkpoint": str(ckpt), **result})
         print(f"{label}: {ckpt}: auroc {result['auroc']:.3f}", file=sys.stderr)
@@ -207,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "quality_separation.md").write_text(text + "\n")
-        settings = {"split": args.split, "data": args.data, "min_quality": args.min_quality, "T": list(thresholds)}
-        (args.out / "quality_separation.json").write_text(json.dumps({**settings, "runs": raw}, indent=2) + "\n")
+        settings = {"split": args.split, "data": args.data, "min_quality": args.min_quality}
+        record = {**settings, "T": list(thresholds), "runs": raw}
+        (args.out / "quality_separation.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 

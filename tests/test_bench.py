@@ -1,26 +1,17 @@
-"""The benchmark scripts run and report what the README's tables are built from (tiny sizes)."""
+"""The speed benchmarks (``bench/``) run and report what the benchmark tables are built from (tiny sizes)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import bench_script
-
-BENCH = Path(__file__).parents[1] / "bench"
+from tests.helpers.scripts import script_rows
 
 
-def _rows(script: str, *args: str, timeout: int = 600) -> list[dict]:
-    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=BENCH, env={"OMP_NUM_THREADS": "1", "PATH": ""})  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+def _rows(script: str, *args: str) -> list[dict]:
+    return script_rows("bench", script, *args)
 
 
+@pytest.mark.integration
 def test_eval_speed_scores_both_backends_identically():
     rows = _rows("eval_speed.py", "--images", "60")
     head, *results = rows
@@ -29,9 +20,25 @@ def test_eval_speed_scores_both_backends_identically():
     assert all(r["max_abs_metric_diff"] <= 1e-12 and r["seconds"] > 0 for r in results)
 
 
+@pytest.mark.integration
 def test_data_speed_reports_per_worker_and_loader_rates(tmp_path):
-    rows = _rows("data_speed.py", "--images", "4", "--samples", "4", "--batches", "2", "--batch-size", "2",
-                 "--workers", "1", "--image-size", "256", "--step-img-per-s", "1000")  # fmt: skip
+    rows = _rows(
+        "data_speed.py",
+        "--images",
+        "4",
+        "--samples",
+        "4",
+        "--batches",
+        "2",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--image-size",
+        "256",
+        "--step-img-per-s",
+        "1000",
+    )
     results = [r for r in rows if r["bench"] == "data_speed"]
     assert [r["pipeline"] for r in results] == ["student", "teacher"]
     for r in results:
@@ -39,34 +46,50 @@ def test_data_speed_reports_per_worker_and_loader_rates(tmp_path):
         assert r["workers_needed"] >= 1 and isinstance(r["data_bound_with_default_workers"], bool)
 
 
-def test_scratch_norm_trains_both_r50_builds_from_one_seed(synth_tiny):
-    rows = _rows(
-        "scratch_norm.py", "--data", str(synth_tiny), "--images", "4", "--size", "64", "--steps", "2"
-    )
-    head, *results = rows
-    assert head["images"] == 4 and head["steps"] == 2
-    assert [(r["norm"], r["trainable_backbone_layers"]) for r in results] == [("frozen_bn", 3), ("bn", 5)]
-    # One seed, one batch: both start from the same heads on the same scans, so the first losses are
-    # close; the builds differ only in the backbone.
-    assert abs(results[0]["first_loss"] - results[1]["first_loss"]) < 0.5
-    assert all(r["last5_min"] > 0 for r in results)
-
-
 @pytest.mark.slow
 def test_steps_speed_measures_every_step_type_and_checks_the_targets():
     rows = _rows("steps_speed.py", "--image-size", "128", "--steps", "1", "--warmup", "0")
     steps = {r["step"]: r for r in rows if r["bench"] == "steps_speed"}
-    assert set(steps) >= {"tv_train", "tv_infer", "tv_infer_bs1", "net_only", "student", "distill",
-                          "infer", "infer_bs1", "teacher"}  # fmt: skip
+    assert set(steps) >= {
+        "tv_train",
+        "tv_infer",
+        "tv_infer_bs1",
+        "net_only",
+        "student",
+        "distill",
+        "infer",
+        "infer_bs1",
+        "teacher",
+    }
     assert 0 < steps["teacher"]["assign_frac"] < 1
-    assert steps["tv_train"]["x_tv"] == 1.0 and steps["student"]["x_net_only"] > 0
+    # every ratio is against the baseline measured in the same run (rounded to 3 decimals there)
+    for step, base in (("student", "tv_train"), ("distill", "tv_train"), ("infer", "tv_infer")):
+        assert steps[step]["x_tv"] == pytest.approx(
+            steps[step]["img_per_s"] / steps[base]["img_per_s"], abs=2e-3
+        )
+    student = steps["student"]
+    assert student["x_net_only"] == pytest.approx(
+        student["img_per_s"] / steps["net_only"]["img_per_s"], abs=2e-3
+    )
 
 
+@pytest.mark.integration
 def test_precision_speed_times_each_row_in_float32_and_bf16_against_the_same_baseline():
     from dfss.precision import native_bf16
 
-    rows = _rows("precision_speed.py", "--only", "yolox_nano", "--image-size", "64", "--batch-size", "1",
-                 "--steps", "1", "--warmup", "0")  # fmt: skip
+    rows = _rows(
+        "precision_speed.py",
+        "--only",
+        "yolox_nano",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "1",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    )
     head, *results = rows
     assert head["native_bf16"] == native_bf16("cpu") and head["modes"] == ["fp32", "bf16_cl"]
     by = {(r["row"], r["mode"]): r for r in results}
@@ -78,9 +101,23 @@ def test_precision_speed_times_each_row_in_float32_and_bf16_against_the_same_bas
         assert r["x_tv"] == pytest.approx(tv_fp32 / r["ms"], rel=1e-2)
 
 
+@pytest.mark.integration
 def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
-    rows = _rows("export_speed.py", "--size", "128", "--variants", "fcos_mobilenetv3", "--batch-size", "2",
-                 "--steps", "1", "--batch-steps", "1", "--warmup", "0")  # fmt: skip
+    rows = _rows(
+        "export_speed.py",
+        "--size",
+        "128",
+        "--variants",
+        "fcos_mobilenetv3",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--batch-steps",
+        "1",
+        "--warmup",
+        "0",
+    )
     head, *results = rows
     assert head["image_size"] == 128 and head["threads"] == 1 and head["onnxruntime"]
     assert [(r["model"], r["runtime"]) for r in results] == [
@@ -88,45 +125,12 @@ def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
         ("fcos_mobilenetv3", "onnxruntime"),
     ]
     pytorch, ort = results
-    assert pytorch["latency_x_pytorch"] == pytorch["throughput_x_pytorch"] == 1.0
+    # onnxruntime's ratios are against the PyTorch timings of the same run (rounded to 2 decimals there)
+    latency_x = pytorch["latency_bs1_ms"] / ort["latency_bs1_ms"]
+    assert ort["latency_x_pytorch"] == pytest.approx(latency_x, abs=0.01 + 0.05 * latency_x)
+    throughput_x = ort["img_per_s"] / pytorch["img_per_s"]
+    assert ort["throughput_x_pytorch"] == pytest.approx(throughput_x, abs=0.01 + 0.05 * throughput_x)
     assert ort["export_s"] > 0 and ort["onnx_mib"] > 1
     for r in results:
         assert r["latency_bs1_ms"] > 0 and r["img_per_s"] > 0 and r["postprocess_bs1_ms"] > 0
         assert r["max_abs_diff_boxes_px"] < 1e-2 and r["max_abs_diff_probs"] < 1e-5
-
-
-def test_knob_proxy_changes_scene_knobs_only_and_refuses_a_round_of_another_preset_version(tmp_path):
-    from dfss.synth.config import load_preset
-
-    knob_proxy = bench_script("knob_proxy")
-    scene_knobs = {"clutter", "max_overlap_iou", "objects_per_image", "scale_range", "photons_per_pixel"}
-    for name, (_version, variants) in knob_proxy.ROUNDS.items():
-        assert variants["preset"] == {}, name  # every round measures its own baseline
-        for knobs in variants.values():
-            assert set(knobs) <= scene_knobs, (name, knobs)
-    current = load_preset("results").version
-    stale = [name for name, (version, _) in knob_proxy.ROUNDS.items() if version != current]
-    assert stale  # try3's round was relative to results-1.0
-    for name in stale:
-        with pytest.raises(SystemExit):  # before rendering or loading anything
-            knob_proxy.main(
-                ["--round", name, "--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(tmp_path)]
-            )
-    # a misspelt --only name is refused, not silently skipped (a round on the current preset)
-    knob_proxy.ROUNDS["now"] = (current, {"preset": {}, "photons_150": {"photons_per_pixel": 150.0}})
-    with pytest.raises(SystemExit):
-        knob_proxy.main(
-            [
-                "--round",
-                "now",
-                "--ckpt",
-                "x",
-                "--data-dir",
-                str(tmp_path),
-                "--out",
-                str(tmp_path / "out"),
-                "--only",
-                "photons_15",
-            ]
-        )
-    assert not any(tmp_path.iterdir())

@@ -3,7 +3,7 @@ import torch
 
 from dfss.data.classes import ClassTable
 from dfss.data.errors import ClassTableError
-from tests.conftest import CATEGORIES
+from tests.helpers.data import CATEGORIES
 
 
 def test_labels_follow_ascending_coco_id_whatever_the_json_order():

@@ -13,7 +13,9 @@ from dfss.data.classes import ClassTable
 from dfss.data.coco import coco_from_dict
 from dfss.data.errors import DataError
 from dfss.eval.coco_metrics import evaluate_coco
-from tests.conftest import CATEGORIES  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
+from tests.helpers.data import (
+    CATEGORIES,  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
+)
 
 
 def _gt() -> COCO:
@@ -135,14 +137,34 @@ def test_backends_agree_on_a_random_crowded_set_and_inputs_are_not_modified():
     for image in images:
         for _ in range(int(rng.integers(0, 6))):
             x, y, w, h = rng.uniform(0, 120), rng.uniform(0, 90), rng.uniform(4, 80), rng.uniform(4, 60)
-            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "iscrowd": 0,
-                                "category_id": int(rng.choice(cat_ids)), "bbox": [x, y, w, h], "area": w * h})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image["id"],
+                    "iscrowd": 0,
+                    "category_id": int(rng.choice(cat_ids)),
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                }
+            )
             jitter = rng.normal(0, 3, 4)
-            predictions.append({"image_id": image["id"], "category_id": annotations[-1]["category_id"],
-                                "bbox": [x + jitter[0], y + jitter[1], w, h], "score": float(rng.uniform(0.2, 1))})  # fmt: skip
+            predictions.append(
+                {
+                    "image_id": image["id"],
+                    "category_id": annotations[-1]["category_id"],
+                    "bbox": [x + jitter[0], y + jitter[1], w, h],
+                    "score": float(rng.uniform(0.2, 1)),
+                }
+            )
         for _ in range(int(rng.integers(0, 60))):
-            predictions.append({"image_id": image["id"], "category_id": int(rng.choice(cat_ids)),
-                                "bbox": [*rng.uniform(0, 100, 2), *rng.uniform(4, 60, 2)], "score": float(rng.random())})  # fmt: skip
+            predictions.append(
+                {
+                    "image_id": image["id"],
+                    "category_id": int(rng.choice(cat_ids)),
+                    "bbox": [*rng.uniform(0, 100, 2), *rng.uniform(4, 60, 2)],
+                    "score": float(rng.random()),
+                }
+            )
     gt = coco_from_dict({"images": images, "annotations": annotations, "categories": CATEGORIES})
     table = ClassTable.from_categories(CATEGORIES)
     before = [dict(p) for p in predictions]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from dfss.convert.voc import read_voc, write_voc
 from dfss.convert.yolo import read_yolo, without_crowd, write_yolo
 from dfss.data.classes import ClassTable
 from dfss.data.errors import DataError
+from tests.helpers.data import TRAIN_SPECS, write_split
 
 CLASSMAP_YAML = """classes:
   knife: dangerous
@@ -387,3 +391,21 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_file(
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"{label_dir / 'a.txt'} line 1" in err
     assert not out.exists()
+
+
+def test_cli_output_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    """``dfss-convert ... | head``: the reader may leave before the summary is printed."""
+    ann = write_split(tmp_path / "set", "train", TRAIN_SPECS)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before dfss-convert writes a byte
+    args = ["coco2yolo", "--ann", str(ann), "--label-dir", str(tmp_path / "labels")]
+    done = subprocess.run(
+        [sys.executable, "-m", "dfss.convert.cli", *args, "--classes-out", str(tmp_path / "c.yaml")],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])),
+    )
+    os.close(write_end)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / "c.yaml").is_file()  # the conversion itself was done

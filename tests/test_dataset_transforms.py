@@ -16,7 +16,7 @@ from dfss.data.transforms import (
     build_train_transforms,
     letterbox_to_original,
 )
-from tests.conftest import PALETTE
+from tests.helpers.data import PALETTE
 
 
 def _dataset(root, split="train", transforms=None):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 
 from dfss.config import compose_config
 from dfss.data.errors import DataError
-from dfss.evaluate import run
+from dfss.evaluate import data_config, run
 
 ROOT = Path(__file__).parents[1]
 
@@ -59,6 +60,7 @@ def test_predictions_for_images_outside_the_split_are_refused(tiny_xray, tmp_pat
         run(_cfg(tiny_xray, predictions, tmp_path / "out"))
 
 
+@pytest.mark.integration
 def test_evaluate_py_runs_from_the_command_line(tiny_xray, tmp_path):
     predictions = tmp_path / "preds.json"
     predictions.write_text(json.dumps(_ground_truth_as_predictions(tiny_xray)[:1]))
@@ -80,3 +82,27 @@ def test_evaluate_py_runs_from_the_command_line(tiny_xray, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["map_dangerous"] == pytest.approx(1.0) and metrics["map_unknown"] == 0.0
     assert (out / "eval.log").exists()
+
+
+def test_scoring_a_predictions_file_needs_the_data_it_is_scored_against(tmp_path):
+    from dfss.preflight import StartupError
+
+    predictions = tmp_path / "preds.json"
+    predictions.write_text("[]")
+    cfg = compose_config("eval", [f"predictions={predictions}"], tmp_path / "out")
+    with pytest.raises(StartupError, match=r"give data.root=<set> \(or data=<option>\)"):
+        run(cfg)
+
+
+def test_the_printed_alarm_area_says_how_many_images_it_rests_on(tiny_xray, tmp_path):
+    from dfss.eval.coco_metrics import evaluate_coco
+
+    predictions = _ground_truth_as_predictions(tiny_xray)
+    cfg = _cfg(tiny_xray, tmp_path / "p.json", tmp_path / "out")
+    datamodule = instantiate(data_config(cfg, None))
+    datamodule.setup("test")
+    result = evaluate_coco(datamodule.datasets["test"].coco, predictions, datamodule.class_table)
+    line = next(line for line in result.table().splitlines() if line.startswith("alarm_auc "))
+    roc = result.roc
+    assert f"(of {roc.num_positive} images with a dangerous object, {roc.num_negative} without)" in line
+    assert roc.num_positive + roc.num_negative == 2  # the tiny test split

@@ -2,7 +2,7 @@
 
 The tiny checkpoint detects nothing useful, so what its metrics *are* is not tested here; the
 mapping of boxes to original pixels and of labels to category ids is tested with an oracle
-detector through :func:`dfss.eval.predict.predict_split`, where the right answer scores AP 1.
+detector through :func:`dfss.eval.inference.predict_split`, where the right answer scores AP 1.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,13 +23,15 @@ from torch import nn
 from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
 from dfss.data.transforms import letterbox_shape
+from dfss.device import resolve_device
 from dfss.errors import ConfigError
 from dfss.eval.coco_metrics import evaluate_coco
-from dfss.eval.predict import predict_split, resolve_device
+from dfss.eval.inference import predict_split
 from dfss.evaluate import run
-from dfss.lit.checkpoints import CheckpointError
+from dfss.models.checkpoints import CheckpointError
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig
+from dfss.preflight import StartupError
 
 ROOT = Path(__file__).parents[1]
 METRIC_KEYS = {
@@ -71,21 +74,22 @@ def _categories(root: Path, split: str = "test") -> tuple[dict, list[dict]]:
 
 
 @pytest.fixture(scope="session")
-def ckpt_eval(synth_root, student_ckpt, tmp_path_factory) -> tuple[dict[str, float], Path]:
+def ckpt_eval(synth_tiny, student_ckpt, tmp_path_factory) -> tuple[dict[str, float], Path]:
     """The checkpoint evaluated with the defaults (test split, no unknown rule): metrics, run folder."""
     out = tmp_path_factory.mktemp("eval")
-    return run(_eval_cfg(synth_root, out, f"ckpt_path={student_ckpt}")), out
+    return run(_eval_cfg(synth_tiny, out, f"ckpt_path={student_ckpt}")), out
 
 
 def _predictions(run_dir: Path) -> list[dict]:
     return json.loads((run_dir / "predictions.json").read_text())
 
 
-def test_checkpoint_evaluation_writes_metrics_per_class_and_coco_predictions(synth_root, ckpt_eval):
+@pytest.mark.integration
+def test_checkpoint_evaluation_writes_metrics_per_class_and_coco_predictions(synth_tiny, ckpt_eval):
     metrics, out = ckpt_eval
     assert set(metrics) == METRIC_KEYS
     assert _same_metrics(json.loads((out / "metrics.json").read_text()), metrics)
-    images, categories = _categories(synth_root)
+    images, categories = _categories(synth_tiny)
     rows = list(csv.DictReader((out / "per_class.csv").read_text().splitlines()))
     assert {r["name"] for r in rows} == {c["name"] for c in categories}
     predictions = _predictions(out)
@@ -104,47 +108,50 @@ def test_checkpoint_evaluation_writes_metrics_per_class_and_coco_predictions(syn
     assert info["num_detections"] == len(predictions) and info["weights"] == "model"  # no EMA in a student
 
 
-def test_rescoring_predictions_json_gives_the_same_metrics(synth_root, ckpt_eval, tmp_path):
+@pytest.mark.integration
+def test_rescoring_predictions_json_gives_the_same_metrics(synth_tiny, ckpt_eval, tmp_path):
     metrics, out = ckpt_eval
-    again = run(_eval_cfg(synth_root, tmp_path / "b", f"predictions={out / 'predictions.json'}"))
+    again = run(_eval_cfg(synth_tiny, tmp_path / "b", f"predictions={out / 'predictions.json'}"))
     assert _same_metrics(metrics, again)
     assert (out / "per_class.csv").read_text() == (tmp_path / "b" / "per_class.csv").read_text()
     assert json.loads((tmp_path / "b" / "run.json").read_text())["num_detections"] > 0
     assert not (tmp_path / "b" / "predictions.json").exists()  # a scored file is not copied
 
 
+@pytest.mark.integration
 def test_model_card_holds_the_checkpoints_facts_figures_operating_point_and_speed(
-    synth_root, student_ckpt, ckpt_eval, tmp_path
+    synth_tiny, student_ckpt, ckpt_eval, tmp_path
 ):
     metrics, _ = ckpt_eval
     out = tmp_path / "card"
-    again = run(_eval_cfg(synth_root, out, f"ckpt_path={student_ckpt}", "model_card=true"))
+    again = run(_eval_cfg(synth_tiny, out, f"ckpt_path={student_ckpt}", "model_card=true"))
     assert _same_metrics(again, metrics)  # writing the card changes no figure
     card = (out / "model_card.md").read_text()
     assert f"# Model card: `{student_ckpt}`" in card
     assert "fcos" in card.lower() and "128 x 128 px" in card and "no distillation" in card
     assert f"| all classes | {metrics['map50']:.3f} | {metrics['map']:.3f} |" in card
     assert (
-        f"| alarm ROC AUC | {'-' if math.isnan(metrics['alarm_auc']) else format(metrics['alarm_auc'], '.3f')} |"
-        in card
+        "| alarm ROC AUC | "
+        f"{'-' if math.isnan(metrics['alarm_auc']) else format(metrics['alarm_auc'], '.3f')} |" in card
     )
-    _, categories = _categories(synth_root)
+    _, categories = _categories(synth_tiny)
     for category in categories:  # every class with its supercategory
         assert f"| {category['name']} | {category['supercategory']} |" in card
     speed = re.findall(r"^\| (1|8) \| ([0-9.]+) \| ([0-9.]+) \|$", card, flags=re.M)
     assert [b for b, _, _ in speed] == ["1", "8"] and all(float(ms) > 0 for _, ms, _ in speed)
     with pytest.raises(ConfigError, match="model_card=true needs ckpt_path"):
-        run(_eval_cfg(synth_root, tmp_path / "x", f"predictions={tmp_path / 'none.json'}", "model_card=true"))
+        run(_eval_cfg(synth_tiny, tmp_path / "x", f"predictions={tmp_path / 'none.json'}", "model_card=true"))
 
 
+@pytest.mark.integration
 def test_unknown_rule_labels_with_the_data_sets_unknown_category(
-    synth_root, student_ckpt, ckpt_eval, tmp_path
+    synth_tiny, student_ckpt, ckpt_eval, tmp_path
 ):
-    _, categories = _categories(synth_root)
+    _, categories = _categories(synth_tiny)
     unknown_ids = {c["id"] for c in categories if c["supercategory"] == "unknown"}
     assert unknown_ids
     overrides = ["threshold=unknown", "threshold.T=0.9", "threshold.min_quality=0.0"]
-    run(_eval_cfg(synth_root, tmp_path / "high", f"ckpt_path={student_ckpt}", *overrides))
+    run(_eval_cfg(synth_tiny, tmp_path / "high", f"ckpt_path={student_ckpt}", *overrides))
 
     high, off = _predictions(tmp_path / "high"), _predictions(ckpt_eval[1])
     # Two training steps leave every class probability far below 0.9: every object-like point is
@@ -157,7 +164,8 @@ def test_unknown_rule_labels_with_the_data_sets_unknown_category(
     assert info["unknown_threshold"] == 0.9 and info["num_unknown"] == len(unknown)
 
 
-def test_ema_weights_are_preferred(synth_root, student_ckpt, ckpt_eval, tmp_path):
+@pytest.mark.integration
+def test_ema_weights_are_preferred(synth_tiny, student_ckpt, ckpt_eval, tmp_path):
     checkpoint = torch.load(student_ckpt, weights_only=True)
     state = checkpoint["state_dict"]
     ema = {f"ema.module.{k[len('model.') :]}": v.clone() for k, v in state.items() if k.startswith("model.")}
@@ -168,13 +176,14 @@ def test_ema_weights_are_preferred(synth_root, student_ckpt, ckpt_eval, tmp_path
     path = tmp_path / "ema.ckpt"
     torch.save(checkpoint, path)
 
-    run(_eval_cfg(synth_root, tmp_path / "ema", f"ckpt_path={path}"))
+    run(_eval_cfg(synth_tiny, tmp_path / "ema", f"ckpt_path={path}"))
     raw_scores = [p["score"] for p in _predictions(ckpt_eval[1])]
     ema_scores = [p["score"] for p in _predictions(tmp_path / "ema")]
     assert json.loads((tmp_path / "ema" / "run.json").read_text())["weights"] == "ema"
     assert max(raw_scores) < 0.9 < min(ema_scores)
 
 
+@pytest.mark.integration
 def test_checkpoint_of_other_classes_is_refused_naming_both(student_ckpt, tiny_xray, tmp_path):
     with pytest.raises(
         CheckpointError, match=r"trained on classes \[\(1, 'knife'\).*data set has \[.*'keys'"
@@ -182,23 +191,26 @@ def test_checkpoint_of_other_classes_is_refused_naming_both(student_ckpt, tiny_x
         run(_eval_cfg(tiny_xray, tmp_path / "out", f"ckpt_path={student_ckpt}"))
 
 
-def test_missing_or_unsafe_checkpoint_is_a_checkpoint_error(synth_root, tmp_path):
-    with pytest.raises(CheckpointError, match="checkpoint not found"):
-        run(_eval_cfg(synth_root, tmp_path / "out", f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+def test_missing_or_unsafe_checkpoint_is_a_checkpoint_error(synth_tiny, tmp_path):
+    from dfss.preflight import StartupError
+
+    with pytest.raises(StartupError, match=r"ckpt_path: DFSS checkpoint not found: .*nope\.ckpt"):
+        run(_eval_cfg(synth_tiny, tmp_path / "out", f"ckpt_path={tmp_path / 'nope.ckpt'}"))
     unsafe = tmp_path / "unsafe.ckpt"
     torch.save({"state_dict": {}, "payload": Path("x")}, unsafe)  # a pickled object, not plain data
     with pytest.raises(CheckpointError, match=r"cannot load .* safely"):
-        run(_eval_cfg(synth_root, tmp_path / "out", f"ckpt_path={unsafe}"))
+        run(_eval_cfg(synth_tiny, tmp_path / "out", f"ckpt_path={unsafe}"))
 
 
 @pytest.mark.parametrize("both", [True, False])
-def test_exactly_one_of_ckpt_path_and_predictions(synth_root, tmp_path, both):
+def test_exactly_one_of_ckpt_path_and_predictions(synth_tiny, tmp_path, both):
     overrides = ["ckpt_path=model.ckpt", "predictions=preds.json"] if both else []
     with pytest.raises(ValueError, match=f"exactly one of ckpt_path.*{'both' if both else 'neither'}"):
-        run(_eval_cfg(synth_root, tmp_path / "out", *overrides))
+        run(_eval_cfg(synth_tiny, tmp_path / "out", *overrides))
 
 
-def test_multirun_over_t_rescores_one_checkpoint(synth_root, student_ckpt, tmp_path):
+@pytest.mark.integration
+def test_multirun_over_t_rescores_one_checkpoint(synth_tiny, student_ckpt, tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [
@@ -206,7 +218,7 @@ def test_multirun_over_t_rescores_one_checkpoint(synth_root, student_ckpt, tmp_p
             str(ROOT / "evaluate.py"),
             f"ckpt_path={student_ckpt}",
             "-m",  # after an override, as users write it (the entry point moves it to the front)
-            f"data.root={synth_root}",
+            f"data.root={synth_tiny}",
             "data.num_workers=0",
             "threshold=unknown",
             "threshold.min_quality=0.0",
@@ -227,6 +239,11 @@ def test_multirun_over_t_rescores_one_checkpoint(synth_root, student_ckpt, tmp_p
     assert runs[0.0]["num_unknown"] == 0 and runs[0.9]["num_unknown"] > 0
     # the rule adds unknown detections to the same known ones
     assert runs[0.9]["num_detections"] - runs[0.9]["num_unknown"] == runs[0.0]["num_detections"]
+    # the sweep's summary: one row per T, with the unknown and known figures side by side
+    rows = list(csv.DictReader((sweep / "summary.csv").read_text().splitlines()))
+    assert [r["threshold.T"] for r in rows] == ["0", "0.9"] and all(r["status"] == "done" for r in rows)
+    assert rows[0]["map50_known"] == rows[1]["map50_known"]  # the rule never costs a known detection
+    assert (sweep / "summary.md").read_text().count("\n") == 4  # header, rule, two jobs
     assert "labelled unknown" in (sweep / "1" / "eval.log").read_text()
 
 
@@ -305,3 +322,41 @@ def test_device_names():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+@pytest.mark.integration
+def test_evaluation_defaults_to_the_checkpoints_own_data_and_takes_any_part_of_it_overridden(
+    synth_tiny, student_ckpt, ckpt_eval, tmp_path
+):
+    metrics, _ = ckpt_eval
+    # nothing about the data on the command line: the set the checkpoint was trained on, its test split
+    own = run(_compose("eval", [f"ckpt_path={student_ckpt}", "data.num_workers=0"], tmp_path / "own"))
+    assert _same_metrics(own, metrics)
+    facts = json.loads((tmp_path / "own" / "run.json").read_text())
+    assert facts["split"] == "test" and facts["num_detections"] > 0
+    # one key replaced, the rest the checkpoint's: a copy of the set elsewhere
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_tiny, copy)
+    moved = run(_compose("eval", [f"ckpt_path={student_ckpt}", f"data.root={copy}"], tmp_path / "moved"))
+    assert _same_metrics(moved, metrics)
+    # a root the checkpoint's data is not at: the start-up check names it
+    with pytest.raises(StartupError, match=rf"data.root={tmp_path / 'nowhere'} does not exist"):
+        run(
+            _compose(
+                "eval", [f"ckpt_path={student_ckpt}", f"data.root={tmp_path / 'nowhere'}"], tmp_path / "x"
+            )
+        )
+
+
+@pytest.mark.integration
+def test_evaluation_logs_a_wandb_run_like_training(synth_tiny, student_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "eval"
+    run(_compose("eval", [f"ckpt_path={student_ckpt}", "data.num_workers=0", "logger=wandb"], out))
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb")), "no W&B run file written"
+    tables = list((runs[0] / "files" / "media" / "table").rglob("*per_class_ap*.table.json"))
+    assert len(tables) == 1 and "supercategory" in tables[0].read_text()
+    record = next(runs[0].glob("run-*.wandb")).read_bytes()  # the run's records (protobuf)
+    assert b"test/map50" in record and b"test/map50_dangerous" in record and b"test/alarm_auc" in record

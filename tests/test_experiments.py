@@ -1,4 +1,5 @@
-"""The experiment scripts' statistics (``experiments/``), on the committed CPU-plan results."""
+"""The experiment scripts (``experiments/``): their statistics on the committed CPU-plan results, and
+tiny runs of the ones that train."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import bench_script
+from tests.helpers.scripts import bench_script, script_rows
 
 CPU_RESULTS = Path(__file__).parents[1] / "results" / "cpu"
+EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+
+
+def _rows(script: str, *args: str) -> list[dict]:
+    return script_rows("experiments", script, *args)
 
 
 def test_compare_arms_pairs_seeds_and_calls_an_interval_with_zero_no_difference(capsys):
@@ -25,6 +31,57 @@ def test_compare_arms_pairs_seeds_and_calls_an_interval_with_zero_no_difference(
     distill = compare.parse_arm(f"dfss={CPU_RESULTS}:distill").runs
     diff = statistics.fmean(distill[s].metrics["map50"] - student[s].metrics["map50"] for s in (1, 2))
     assert f"{diff:+.3f} [" in out and "no significant difference" in out  # 2 seeds: a wide interval
+
+
+@pytest.mark.integration
+def test_scratch_norm_trains_both_r50_builds_from_one_seed(synth_tiny):
+    rows = _rows(
+        "scratch_norm.py", "--data", str(synth_tiny), "--images", "4", "--size", "64", "--steps", "2"
+    )
+    head, *results = rows
+    assert head["images"] == 4 and head["steps"] == 2
+    assert [(r["norm"], r["trainable_backbone_layers"]) for r in results] == [("frozen_bn", 3), ("bn", 5)]
+    # One seed, one batch: both start from the same heads on the same scans, so the first losses are
+    # close; the builds differ only in the backbone.
+    assert abs(results[0]["first_loss"] - results[1]["first_loss"]) < 0.5
+    assert all(r["last5_min"] > 0 for r in results)
+
+
+def test_knob_proxy_changes_scene_knobs_only_and_refuses_a_round_of_another_preset_version(tmp_path):
+    from dfss.synth.config import load_preset
+
+    knob_proxy = bench_script("knob_proxy", "experiments")
+    scene_knobs = {"clutter", "max_overlap_iou", "objects_per_image", "scale_range", "photons_per_pixel"}
+    for name, (_version, variants) in knob_proxy.ROUNDS.items():
+        assert variants["preset"] == {}, name  # every round measures its own baseline
+        for knobs in variants.values():
+            assert set(knobs) <= scene_knobs, (name, knobs)
+    current = load_preset("results").version
+    stale = [name for name, (version, _) in knob_proxy.ROUNDS.items() if version != current]
+    assert stale  # try3's round was relative to results-1.0
+    for name in stale:
+        with pytest.raises(SystemExit):  # before rendering or loading anything
+            knob_proxy.main(
+                ["--round", name, "--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(tmp_path)]
+            )
+    # a misspelt --only name is refused, not silently skipped (a round on the current preset)
+    knob_proxy.ROUNDS["now"] = (current, {"preset": {}, "photons_150": {"photons_per_pixel": 150.0}})
+    with pytest.raises(SystemExit):
+        knob_proxy.main(
+            [
+                "--round",
+                "now",
+                "--ckpt",
+                "x",
+                "--data-dir",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "out"),
+                "--only",
+                "photons_15",
+            ]
+        )
+    assert not any(tmp_path.iterdir())
 
 
 def test_auroc_is_the_mann_whitney_probability_with_ties_counted_half():

@@ -27,14 +27,15 @@ from dfss.data.datamodule import XrayDataModule
 from dfss.deploy import ExportedDetector, ExportError, ExportInfo, postprocess_exported, sidecar_path
 from dfss.errors import ConfigError
 from dfss.export import compare_with_pytorch, run
-from dfss.lit.checkpoints import (
+from dfss.models.checkpoints import (
     CheckpointError,
     build_model_from_checkpoint,
     class_table_of,
     read_checkpoint,
 )
 from dfss.models.postprocess import Detections, decode, postprocess
-from tests.conftest import cli_env
+from dfss.preflight import StartupError
+from tests.helpers.cli import cli_env
 
 INPUT_SIZES = {"student": 128, "teacher": 64}  # each checkpoint's training data.image_size
 
@@ -60,21 +61,11 @@ def _train_teacher(root: Path, output_dir: Path) -> Path:
     return output_dir / "checkpoints" / "last.ckpt"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread for the module (training, exporting, running): on 2 shared cores, two
-    competing OpenMP threads made a forward pass a hundred times slower (seconds, not 40 ms)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def checkpoints(student_ckpt, synth_root, tmp_path_factory) -> dict[str, Path]:
+def checkpoints(student_ckpt, synth_tiny, tmp_path_factory) -> dict[str, Path]:
     return {
         "student": student_ckpt,
-        "teacher": _train_teacher(synth_root, tmp_path_factory.mktemp("teacher")),
+        "teacher": _train_teacher(synth_tiny, tmp_path_factory.mktemp("teacher")),
     }
 
 
@@ -154,16 +145,17 @@ def assert_same_detections(ours: Detections, theirs: Detections) -> None:
             start = end
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("format", ["onnx", "torch_export"])
 @pytest.mark.parametrize("kind", ["student", "teacher"])
 def test_exported_model_gives_pytorchs_outputs_and_detections_at_two_batch_sizes(
-    kind, format, exported, checkpoints, synth_root
+    kind, format, exported, checkpoints, synth_tiny
 ):
     detector = ExportedDetector(exported(kind, format))
     model = _model(checkpoints[kind])
     size = detector.info.input_size
     assert size == INPUT_SIZES[kind]  # the checkpoint's training size
-    images, orig_sizes = _test_images(synth_root, size)
+    images, orig_sizes = _test_images(synth_tiny, size)
     with torch.no_grad():
         reference = decode(model(images))
     # Besides the sidecar's settings (the training run's, no unknown rule): every candidate, with an
@@ -192,12 +184,22 @@ def test_exported_model_gives_pytorchs_outputs_and_detections_at_two_batch_sizes
         assert (labels == num_classes).any() and (labels < num_classes).any()
 
 
+@pytest.mark.integration
 def test_cli_writes_a_model_file_and_a_sidecar_that_runs_without_the_checkpoint(
-    checkpoints, synth_root, tmp_path
+    checkpoints, synth_tiny, tmp_path
 ):
     ckpt = checkpoints["student"]
-    command = [sys.executable, "-m", "dfss.export", f"ckpt={ckpt}", "format=onnx", f"output={tmp_path / 'exports'}",
-               "threshold=unknown", "threshold.T=0.2", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "dfss.export",
+        f"ckpt={ckpt}",
+        "format=onnx",
+        f"output={tmp_path / 'exports'}",
+        "threshold=unknown",
+        "threshold.T=0.2",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     path = tmp_path / "exports" / "fcos_r18.onnx"  # a folder gets the model's name
@@ -223,7 +225,7 @@ def test_cli_writes_a_model_file_and_a_sidecar_that_runs_without_the_checkpoint(
     assert [o.name for o in session.get_outputs()] == ["boxes", "class_probs", "quality"]
 
     # Only the two files: the sidecar's classes and settings, without the checkpoint.
-    images, orig_sizes = _test_images(synth_root, 128)
+    images, orig_sizes = _test_images(synth_tiny, 128)
     info = ExportInfo.read(sidecar_path(path))
     detections = postprocess_exported(
         session.run(None, {"images": images.numpy()}), info, orig_sizes=orig_sizes
@@ -236,16 +238,25 @@ def test_cli_writes_a_model_file_and_a_sidecar_that_runs_without_the_checkpoint(
     ]
 
 
+@pytest.mark.integration
 def test_a_missing_checkpoint_is_one_line_and_exit_status_2(tmp_path):
-    command = [sys.executable, "-m", "dfss.export", f"ckpt={tmp_path / 'nope.ckpt'}",
-               f"output={tmp_path / 'exports'}", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "dfss.export",
+        f"ckpt={tmp_path / 'nope.ckpt'}",
+        f"output={tmp_path / 'exports'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 2 and "Traceback" not in output
-    assert output.count(f"CheckpointError: checkpoint not found: {tmp_path / 'nope.ckpt'}") == 1
+    assert output.count("StartupError: 1 problem before starting; nothing was run") == 1
+    assert output.count(f"  - ckpt: DFSS checkpoint not found: {tmp_path / 'nope.ckpt'}") == 1
     assert not (tmp_path / "exports").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("format", "output", "message"),
     [
@@ -262,7 +273,7 @@ def test_bad_settings_are_reported_before_exporting(checkpoints, tmp_path, forma
 
 
 def test_no_or_a_foreign_checkpoint_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="set ckpt="):
+    with pytest.raises(StartupError, match=r"ckpt is not set: ckpt=<DFSS checkpoint>"):
         run(compose_config("export", [], tmp_path))
     foreign = tmp_path / "weights.pth"
     torch.save({"conv.weight": torch.zeros(1)}, foreign)  # a bare state dict, not train.py's
@@ -270,6 +281,7 @@ def test_no_or_a_foreign_checkpoint_is_refused(tmp_path):
         run(compose_config("export", [f"ckpt={foreign}"], tmp_path))
 
 
+@pytest.mark.integration
 def test_the_exports_own_check_catches_a_file_of_other_weights(exported, checkpoints):
     path = exported("student", "onnx")
     model = _model(checkpoints["student"])
@@ -279,6 +291,7 @@ def test_the_exports_own_check_catches_a_file_of_other_weights(exported, checkpo
     assert compare_with_pytorch(model, path, 128)["class_probs"] > 1e-2
 
 
+@pytest.mark.integration
 def test_a_model_without_its_sidecar_or_with_the_wrong_outputs_is_refused(exported, tmp_path):
     alone = tmp_path / "model.onnx"
     shutil.copy(exported("student", "onnx"), alone)

@@ -20,11 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from dfss.config import compose_config
 from dfss.train import DataWorkerDiedError, run
-from tests.conftest import cli_env, compose_config, tiny_train_overrides, train_cli
+from tests.helpers.cli import cli_env, train_cli
+from tests.helpers.data import tiny_train_overrides
+
+pytestmark = pytest.mark.integration  # every test here trains or runs train.py
 
 ROOT = Path(__file__).parents[1]
-HELPERS = "tests.failure_helpers"
+HELPERS = "tests.helpers.failures"
 TRAIN_TIMEOUT_S = 180  # a tiny run takes 10-20 s on 2 CPU cores; anything near this is a hang
 
 
@@ -37,9 +41,6 @@ def _tiny(root: Path, extra: list[str] = ()) -> list[str]:
         "test=false",
     ]
     return tiny_train_overrides(root, [*small, *extra])
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- watchdogs ---------------------------------------------------------------------------------
@@ -121,8 +122,15 @@ def test_ddp_spawn_rank_failure_reaches_the_caller_and_leaves_no_process(synth_t
     from torch.multiprocessing import ProcessRaisedException
 
     before = set(_live_descendants())
-    overrides = _tiny(synth_tiny, ["trainer=ddp_sim", "trainer.limit_train_batches=3",
-                                   f"+callbacks.fail._target_={HELPERS}.FailOnRank", "+callbacks.fail.rank=1"])  # fmt: skip
+    overrides = _tiny(
+        synth_tiny,
+        [
+            "trainer=ddp_sim",
+            "trainer.limit_train_batches=3",
+            f"+callbacks.fail._target_={HELPERS}.FailOnRank",
+            "+callbacks.fail.rank=1",
+        ],
+    )
     cfg = compose_config("train", overrides, tmp_path)
     start = time.monotonic()
     with (
@@ -134,7 +142,10 @@ def test_ddp_spawn_rank_failure_reaches_the_caller_and_leaves_no_process(synth_t
     assert raised.value.error_index == 1, f"the error is attributed to rank {raised.value.error_index}"
     assert elapsed < TRAIN_TIMEOUT_S
     assert _wait_until(lambda: not multiprocessing.active_children()), multiprocessing.active_children()
-    leftover = lambda: {p: c for p, c in _live_descendants().items() if p not in before and not _is_helper(c)}  # noqa: E731
+
+    def leftover():
+        return {p: c for p, c in _live_descendants().items() if p not in before and not _is_helper(c)}
+
     assert _wait_until(lambda: not leftover()), f"processes left alive after the failed run: {leftover()}"
 
 
@@ -143,9 +154,18 @@ def test_ddp_script_rank_failure_exits_nonzero_with_the_message(synth_tiny, tmp_
     The command must exit non-zero within the timeout, show rank 1's error, and leave no rank behind
     (every process of the run carries the run folder on its command line)."""
     run_dir = tmp_path / "run"
-    overrides = _tiny(synth_tiny, ["trainer=ddp_sim", "trainer.strategy=ddp", "trainer.limit_train_batches=3",
-                                   f"+callbacks.fail._target_={HELPERS}.FailOnRank", "+callbacks.fail.rank=1",
-                                   f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'logs'}"])  # fmt: skip
+    overrides = _tiny(
+        synth_tiny,
+        [
+            "trainer=ddp_sim",
+            "trainer.strategy=ddp",
+            "trainer.limit_train_batches=3",
+            f"+callbacks.fail._target_={HELPERS}.FailOnRank",
+            "+callbacks.fail.rank=1",
+            f"hydra.run.dir={run_dir}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+    )
     start = time.monotonic()
     returncode, output = train_cli(overrides, tmp_path, cli_env(WANDB_MODE="offline"))
     elapsed = time.monotonic() - start
@@ -165,10 +185,16 @@ def test_killed_dataloader_worker_stops_training_with_its_pid(synth_tiny, tmp_pa
     stop with an error naming the DataLoader worker and its pid, saying the likely cause and what to
     change, and leave no worker behind."""
     pid_file = tmp_path / "killed.pid"
-    overrides = _tiny(synth_tiny, ["data.num_workers=2", "trainer.limit_train_batches=3",
-                                   "++trainer.num_sanity_val_steps=0",  # only the training loader's workers exist
-                                   f"+callbacks.kill._target_={HELPERS}.KillDataLoaderWorker",
-                                   f"+callbacks.kill.pid_file={pid_file}"])  # fmt: skip
+    overrides = _tiny(
+        synth_tiny,
+        [
+            "data.num_workers=2",
+            "trainer.limit_train_batches=3",
+            "++trainer.num_sanity_val_steps=0",  # only the training loader's workers exist
+            f"+callbacks.kill._target_={HELPERS}.KillDataLoaderWorker",
+            f"+callbacks.kill.pid_file={pid_file}",
+        ],
+    )
     cfg = compose_config("train", overrides, tmp_path)
     start = time.monotonic()
     with _deadline(120), pytest.raises(DataWorkerDiedError, match=r"DataLoader worker") as raised:
@@ -189,8 +215,13 @@ def test_wandb_without_credentials_falls_back_to_offline(synth_tiny, tmp_path):
     nor hang; it logs offline into the run folder and says so in the run's log."""
     home, run_dir = tmp_path / "home", tmp_path / "run"
     home.mkdir()
-    env = cli_env(HOME=str(home), WANDB_DIR=str(tmp_path / "wandb_dir"), NETRC=None,
-                   XDG_CONFIG_HOME=None, XDG_CACHE_HOME=None)  # fmt: skip
+    env = cli_env(
+        HOME=str(home),
+        WANDB_DIR=str(tmp_path / "wandb_dir"),
+        NETRC=None,
+        XDG_CONFIG_HOME=None,
+        XDG_CACHE_HOME=None,
+    )
     for key in [k for k in env if k.startswith("WANDB_") and k != "WANDB_DIR"]:
         env.pop(key)  # WANDB_MODE, WANDB_API_KEY, and any other account setting
     (tmp_path / "wandb_dir").mkdir()
@@ -274,8 +305,10 @@ def test_bad_data_is_skipped_with_a_report_and_training_completes(broken_data, t
     """data.on_error=skip: training completes on what is left, and the run folder holds
     data_report_train.json listing exactly the four problems, each with its file and ids."""
     run_dir = tmp_path / "run"
-    overrides = _tiny(broken_data["root"], ["data.on_error=skip", f"hydra.run.dir={run_dir}",
-                                            f"paths.log_dir={tmp_path / 'logs'}"])  # fmt: skip
+    overrides = _tiny(
+        broken_data["root"],
+        ["data.on_error=skip", f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'logs'}"],
+    )
     returncode, output = train_cli(overrides, tmp_path, cli_env(WANDB_MODE="offline"))
     assert returncode == 0, output[-4000:]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file(), "training did not complete"
@@ -286,10 +319,14 @@ def test_bad_data_is_skipped_with_a_report_and_training_completes(broken_data, t
     truncated, deleted = broken_data["truncated"], broken_data["deleted"]
     negative, unknown = broken_data["negative"], broken_data["unknown"]
     found = {
-        (p["kind"], Path(p["file"]).name if p["image_id"] in (truncated["id"], deleted["id"]) else None,
-         p["image_id"], p["ann_id"])
+        (
+            p["kind"],
+            Path(p["file"]).name if p["image_id"] in (truncated["id"], deleted["id"]) else None,
+            p["image_id"],
+            p["ann_id"],
+        )
         for p in report["problems"]
-    }  # fmt: skip
+    }
     assert found == {
         ("unreadable_image", truncated["file_name"], truncated["id"], None),
         ("missing_image", deleted["file_name"], deleted["id"], None),

@@ -34,16 +34,6 @@ NUM_CLASSES = 5
 STRIDES = (8, 16, 32, 64, 128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_intra_op_thread():
-    """One intra-op thread: on a shared 2-core machine spinning OpenMP threads slow these tiny
-    convolutions down >10× when another process is busy; restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def torchvision_recipe(num_classes: int, **kwargs) -> FCOS:
     """``fcos_r50`` as torchvision builds it for pretrained weights (frozen BN, 3 trainable stages)."""
     return fcos_r50(num_classes, norm="frozen_bn", trainable_backbone_layers=3, **kwargs)
@@ -493,8 +483,8 @@ def test_wrong_weights_files_give_clear_errors(coco_like_checkpoint, tmp_path) -
     with pytest.raises(FileNotFoundError):
         load_torchvision_fcos_weights(model, tmp_path / "missing.pth")
     wrapped = tmp_path / "wrapped.pth"
-    torch.save({"model": state, "epoch": 3}, wrapped)
-    with pytest.raises(ValueError, match="not a bare state dict"):
+    torch.save({"weights": state, "epoch": 3}, wrapped)  # a wrapper key none of the usual layouts have
+    with pytest.raises(ValueError, match=r"not a bare state dict or one under \['model', 'state_dict'"):
         load_torchvision_fcos_weights(model, wrapped)
     classifier = tmp_path / "resnet50.pth"
     torch.save(resnet50(weights=None).state_dict(), classifier)
@@ -530,8 +520,9 @@ def test_r50_from_scratch_has_learning_batch_norm_and_no_frozen_stage(coco_like_
     FCOSCriterion(NUM_CLASSES)(scratch(images), boxes, labels)["loss"].backward()
     assert not torch.equal(running, scratch.backbone.body.bn1.running_mean)  # statistics are learnt
     assert scratch.backbone.body.conv1.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match=r"model\.net\.norm=bn cannot load .* \(norm=frozen_bn\)"):
-        fcos_r50(91, weights=path, norm="bn")
+    # learning batch norm from the file's statistics: the file loads (its BN has no step counters)
+    fine_tune = fcos_r50(91, weights=path, norm="bn")
+    assert torch.equal(fine_tune.backbone.body.bn1.running_mean, with_weights.backbone.body.bn1.running_mean)
     with pytest.raises(ValueError, match=r"norm must be one of \['bn', 'frozen_bn'\], got 'gn'"):
         fcos_r50(NUM_CLASSES, norm="gn")
 
@@ -574,3 +565,38 @@ def test_forward_and_criterion_do_not_sync_the_host() -> None:
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert torch.isfinite(losses["loss"]).item()
+
+
+@pytest.mark.parametrize("layout", ["bare", "model", "state_dict", "ddp", "no_step_counters"])
+def test_one_weights_option_takes_the_usual_file_layouts(layout, tmp_path):
+    """``model.net.weights`` for every FCOS: a bare state dict, ``{"model": ...}`` (torchvision's
+    reference scripts), ``{"state_dict": ...}``, DDP's ``module.`` prefix, no ``num_batches_tracked``."""
+    from dfss.models.fcos import fcos_r18
+
+    torch.manual_seed(0)
+    source = fcos_r18(NUM_CLASSES, fpn_channels=32)
+    state = source.state_dict()
+    payload = {
+        "bare": state,
+        "model": {"model": state, "epoch": torch.tensor(3)},
+        "state_dict": {"state_dict": state},
+        "ddp": {f"module.{k}": v for k, v in state.items()},
+        "no_step_counters": {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")},
+    }[layout]
+    path = tmp_path / "w.pth"
+    torch.save(payload, path)
+    torch.manual_seed(1)
+    loaded = fcos_r18(NUM_CLASSES, fpn_channels=32, weights=path)
+    for key, value in source.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_a_weights_file_of_another_model_names_what_does_not_fit(tmp_path):
+    from dfss.models.fcos import fcos_r18
+    from dfss.models.weights import WeightsError
+
+    path = tmp_path / "w.pth"
+    torch.save(fcos_r18(NUM_CLASSES, fpn_channels=32).state_dict(), path)
+    with pytest.raises(WeightsError, match=r"w\.pth does not fit FCOS: shape mismatches"):
+        fcos_r18(NUM_CLASSES, fpn_channels=64, weights=path)

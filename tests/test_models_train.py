@@ -12,7 +12,7 @@ step counts were chosen so the final/first ratio sits at 0.4–0.6 over several 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -35,15 +35,6 @@ MODELS: dict[str, tuple[Callable[[int], nn.Module], type[nn.Module], float, int]
     "fcos_r18_distribution": (lambda k: fcos_r18(k, box_head="distribution"), FCOSCriterion, 5e-4, 15),
     "fcos_mobilenetv3": (fcos_mobilenetv3, FCOSCriterion, 5e-4, 15),
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on shared cores, more threads made such tests ~10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +72,7 @@ def test_fixed_batch_is_real_training_data(datamodule, fixed_batch):
     assert set(weights.tolist()) == {1.0, DANGEROUS_WEIGHT}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", list(MODELS))
 def test_model_trains_on_synthetic_batch(name, datamodule, fixed_batch):
     builder, criterion_cls, lr, steps = MODELS[name]

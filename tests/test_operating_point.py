@@ -9,7 +9,9 @@ from dfss.data.classes import ClassTable
 from dfss.data.coco import coco_from_dict
 from dfss.eval.coco_metrics import evaluate_coco
 from dfss.eval.operating_point import dangerous_object_curve, image_alarm_roc, recall_at_fppi
-from tests.conftest import CATEGORIES  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
+from tests.helpers.data import (
+    CATEGORIES,  # knife 3 (dangerous), phone 7 / keys 11 (normal), mystery 20 (unknown)
+)
 
 SCISSORS = {"id": 5, "name": "scissors", "supercategory": "dangerous"}
 
@@ -41,8 +43,14 @@ def _gt():
     images = [{"id": i, "file_name": f"{i}.png", "width": 100, "height": 100} for i in (1, 2, 3)]
 
     def ann(ann_id, image_id, cat, box, crowd=0):
-        return {"id": ann_id, "image_id": image_id, "category_id": cat, "bbox": box, "area": box[2] * box[3],
-                "iscrowd": crowd}  # fmt: skip
+        return {
+            "id": ann_id,
+            "image_id": image_id,
+            "category_id": cat,
+            "bbox": box,
+            "area": box[2] * box[3],
+            "iscrowd": crowd,
+        }
 
     annotations = [
         ann(1, 1, 3, [10, 10, 20, 20]),  # knife A
@@ -118,8 +126,12 @@ def _reference_curve(gt, results, dangerous_ids, image_ids):
                 points.append((d["score"], 0))
     points.sort(key=lambda x: -x[0])
     hits = np.array([h for _, h in points], dtype=np.int64)
-    return (np.array([s for s, _ in points]), np.cumsum(hits) / max(num_objects, 1),
-            np.cumsum(1 - hits) / max(len(set(image_ids)), 1), num_objects)  # fmt: skip
+    return (
+        np.array([s for s, _ in points]),
+        np.cumsum(hits) / max(num_objects, 1),
+        np.cumsum(1 - hits) / max(len(set(image_ids)), 1),
+        num_objects,
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -136,16 +148,30 @@ def test_vectorised_matching_equals_the_plain_rule(seed):
         for _ in range(int(rng.integers(0, 5))):
             box = [*rng.uniform(0, 60, 2).round(1).tolist(), *rng.uniform(5, 40, 2).round(1).tolist()]
             boxes.append(box)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(rng.choice([3, 5, 7])),
-                                "bbox": box, "area": box[2] * box[3], "iscrowd": int(rng.random() < 0.15)})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(rng.choice([3, 5, 7])),
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": int(rng.random() < 0.15),
+                }
+            )
         for _ in range(int(rng.integers(0, 12))):
             if boxes and rng.random() < 0.6:  # near a real box, often twice
                 base = boxes[int(rng.integers(len(boxes)))]
                 box = [v + float(rng.normal(0, 2)) for v in base]
             else:
                 box = [*rng.uniform(0, 60, 2).tolist(), *rng.uniform(5, 40, 2).tolist()]
-            results.append({"image_id": image_id, "category_id": int(rng.choice([3, 5, 7, *cat_ids])),
-                            "bbox": box, "score": round(float(rng.random()), 1)})  # fmt: skip
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(rng.choice([3, 5, 7, *cat_ids])),
+                    "bbox": box,
+                    "score": round(float(rng.random()), 1),
+                }
+            )
     gt = coco_from_dict({"images": images, "annotations": annotations, "categories": categories})
     dangerous = {3, 5}
     for image_ids in ([i for i in range(1, 41)], [i for i in range(1, 41, 3)]):

@@ -10,7 +10,7 @@ from dfss.models.postprocess import (
     detections_to_coco,
     postprocess,
 )
-from tests.conftest import CATEGORIES
+from tests.helpers.data import CATEGORIES
 
 LOW = -12.0  # a logit whose sigmoid is ~6e-6
 
@@ -185,6 +185,9 @@ def test_coco_results_use_the_dataset_ids_and_its_unknown_category():
     no_unknown = ClassTable.from_categories([c for c in CATEGORIES if c["supercategory"] != "unknown"])
     with pytest.raises(ValueError, match="no category whose supercategory"):
         detections_to_coco(dets, torch.tensor([42]), no_unknown)
+    assert detections_to_coco(dets, [42], table) == results  # image ids as a plain list, as a user has them
+    with pytest.raises(ValueError, match="2 image ids for a batch of 1 images"):
+        detections_to_coco(dets, [42, 43], table)
 
 
 def test_config_is_checked():
@@ -192,3 +195,33 @@ def test_config_is_checked():
         PostProcessConfig(unknown_threshold=1.5)
     with pytest.raises(ValueError, match="score_mode"):
         PostProcessConfig(score_mode="max")
+
+
+def _checkpoint_config(net: str, distill: dict | None) -> dict:
+    return {
+        "dfss_config": {
+            "model": {"net": {"_target_": net}},
+            "loss": {"dangerous_weight": 1.0, "distill": distill},
+        }
+    }
+
+
+def test_the_rule_knows_which_quality_outputs_are_an_objectness(caplog):
+    from dfss.models.checkpoints import quality_is_objectness, warn_if_rule_without_objectness
+
+    yolox = _checkpoint_config("dfss.models.yolox.yolox_nano", None)
+    fcos = _checkpoint_config("dfss.models.fcos.fcos_r18", None)
+    dfss = _checkpoint_config("dfss.models.fcos.fcos_r18", {"lambda_loc": 1 / 3, "loc_points": "all"})
+    no_loc = _checkpoint_config("dfss.models.fcos.fcos_r18", {"lambda_loc": 0.0, "loc_points": "all"})
+    positives_only = _checkpoint_config(
+        "dfss.models.fcos.fcos_r18", {"lambda_loc": 1.0, "loc_points": "student_positive"}
+    )
+    found = [quality_is_objectness(c) for c in (yolox, fcos, dfss, no_loc, positives_only)]
+    assert found == [True, False, True, False, False]
+    rule_on, rule_off = PostProcessConfig(unknown_threshold=0.1), PostProcessConfig()
+    with caplog.at_level("WARNING", logger="dfss.models.checkpoints"):
+        warn_if_rule_without_objectness(dfss, rule_on, "dfss.ckpt")
+        warn_if_rule_without_objectness(fcos, rule_off, "fcos.ckpt")
+        assert not caplog.records  # a taught centerness, or no rule: nothing to say
+        warn_if_rule_without_objectness(fcos, rule_on, "fcos.ckpt")
+    assert "fcos.ckpt is an FCOS trained without the KD loc term" in caplog.text

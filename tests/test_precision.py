@@ -121,6 +121,7 @@ def fcos_case():
     return FCOSCriterion(CLASSES, average_across_ranks=False), out32, out16, boxes, labels
 
 
+@pytest.mark.integration
 def test_yolox_criterion_and_simota_under_autocast_equal_float32_on_the_same_raw_outputs(yolox_case):
     criterion, _, out16, boxes, labels = yolox_case
     assert out16.cls_logits.dtype == torch.bfloat16  # the head really ran in bf16
@@ -134,6 +135,7 @@ def test_yolox_criterion_and_simota_under_autocast_equal_float32_on_the_same_raw
     assert torch.equal(a16.matched_gt_index, a32.matched_gt_index)
 
 
+@pytest.mark.integration
 def test_fcos_criterion_and_assignment_under_autocast_equal_float32_on_the_same_raw_outputs(fcos_case):
     criterion, _, out16, boxes, labels = fcos_case
     assert out16.cls_logits.dtype == torch.bfloat16
@@ -146,6 +148,7 @@ def test_fcos_criterion_and_assignment_under_autocast_equal_float32_on_the_same_
     torch.testing.assert_close(t16.box_targets, t32.box_targets, rtol=0, atol=0)
 
 
+@pytest.mark.integration
 def test_distillation_terms_under_autocast_equal_float32_on_the_same_raw_outputs(yolox_case, fcos_case):
     _, _, teacher16, _, _ = yolox_case
     criterion, _, student16, boxes, labels = fcos_case
@@ -156,6 +159,7 @@ def test_distillation_terms_under_autocast_equal_float32_on_the_same_raw_outputs
     _assert_losses_close(in_float32, under_autocast, rtol=1e-6)
 
 
+@pytest.mark.integration
 def test_bf16_forward_moves_the_losses_only_as_much_as_bf16_outputs_explain(yolox_case, fcos_case):
     criterion, out32, out16, boxes, labels = fcos_case
     _assert_losses_close(criterion(out32, boxes, labels), bf16(lambda: criterion(out16, boxes, labels)), 0.01)

@@ -24,8 +24,8 @@ from dfss.data.datamodule import XrayDataModule
 from dfss.data.errors import DataError
 from dfss.errors import ConfigError
 from dfss.eval.image_files import find_images
-from dfss.eval.predict import predict_split
-from dfss.lit.checkpoints import (
+from dfss.eval.inference import predict_split
+from dfss.models.checkpoints import (
     build_model_from_checkpoint,
     class_table_of,
     postprocess_config_of,
@@ -34,8 +34,10 @@ from dfss.lit.checkpoints import (
 from dfss.models.postprocess import UnknownRule
 from dfss.precision import prepare_for_inference
 from dfss.predict import draw_image, drawn_image_paths, image_summary, run
+from dfss.preflight import StartupError
 from dfss.viz import SUPERCATEGORY_COLOURS
-from tests.conftest import CATEGORIES, cli_env
+from tests.helpers.cli import cli_env
+from tests.helpers.data import CATEGORIES
 
 ROOT = Path(__file__).parents[1]
 RED, GREEN, YELLOW = (SUPERCATEGORY_COLOURS[k] for k in ("dangerous", "normal", "unknown"))
@@ -44,16 +46,18 @@ SCAN_SIZES = [(200, 150), (96, 160), (170, 170), (128, 100), (150, 220)]
 
 
 @pytest.fixture(scope="session")
-def scans(synth_root, tmp_path_factory) -> Path:
-    """The synthetic test images resized to odd sizes, as a data set (json + folder) and a plain folder."""
-    source = json.loads((synth_root / "annotations" / "test.json").read_text())
+def scans(synth_tiny, tmp_path_factory) -> Path:
+    """The synthetic test images resized to odd sizes, as a data set (json + folder) and a plain folder;
+    saved as PNG, so that the drawings (written in their input's format) keep exact colours."""
+    source = json.loads((synth_tiny / "annotations" / "test.json").read_text())
     root = tmp_path_factory.mktemp("scans")
     (root / "images" / "test").mkdir(parents=True)
     images = []
     for info, (width, height) in zip(source["images"], SCAN_SIZES, strict=True):
-        pixels = Image.open(synth_root / "images" / "test" / info["file_name"]).resize((width, height))
-        pixels.save(root / "images" / "test" / info["file_name"])
-        images.append({"id": info["id"], "file_name": info["file_name"], "width": width, "height": height})
+        pixels = Image.open(synth_tiny / "images" / "test" / info["file_name"]).resize((width, height))
+        name = Path(info["file_name"]).with_suffix(".png").name
+        pixels.save(root / "images" / "test" / name)
+        images.append({"id": info["id"], "file_name": name, "width": width, "height": height})
     document = {"images": images, "annotations": [], "categories": source["categories"]}
     (root / "annotations").mkdir()
     for split in ("train", "test"):
@@ -78,6 +82,7 @@ def predicted(student_ckpt, scans, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 @pytest.mark.parametrize(
     "rule", [[], ["threshold=unknown", "threshold.T=0.2"]], ids=["no_rule", "unknown_rule"]
@@ -177,6 +182,7 @@ def test_alarm_follows_the_dangerous_scores():
     assert not summary([], 0.0)["alarm"]
 
 
+@pytest.mark.integration
 def test_cli_on_a_folder_writes_drawings_json_and_summary(student_ckpt, scans, predicted, tmp_path):
     table = class_table_of(read_checkpoint(student_ckpt), student_ckpt)
     dangerous_ids = {c.coco_id for c in table.known if table.is_dangerous(c)}
@@ -239,6 +245,7 @@ def test_cli_on_a_folder_writes_drawings_json_and_summary(student_ckpt, scans, p
     assert info["alarm_score"] == alarm_score and info["unknown_threshold"] == 0.0
 
 
+@pytest.mark.integration
 def test_unreadable_image_exits_2_naming_the_file(student_ckpt, scans, tmp_path):
     folder = tmp_path / "bags"
     folder.mkdir()
@@ -267,6 +274,7 @@ def test_unreadable_image_exits_2_naming_the_file(student_ckpt, scans, tmp_path)
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.integration
 def test_bad_inputs_are_data_errors_naming_the_path(student_ckpt, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -282,13 +290,14 @@ def test_bad_inputs_are_data_errors_naming_the_path(student_ckpt, tmp_path):
     assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3", "o4"))
 
 
+@pytest.mark.integration
 def test_settings_that_cannot_work_are_config_errors(student_ckpt, scans, tmp_path):
     folder = scans / "images" / "test"
     with pytest.raises(ConfigError, match="would overwrite the input image"):
         run(_predict_cfg(student_ckpt, folder, folder))
-    with pytest.raises(ConfigError, match="set ckpt="):
+    with pytest.raises(StartupError, match=r"ckpt is not set: ckpt=<DFSS checkpoint>"):
         run(compose_config("predict", [f"input={folder}"], tmp_path))
-    with pytest.raises(ConfigError, match="alarm_score must be in"):
+    with pytest.raises(StartupError, match=r"alarm_score=1.5 is out of range: it must be \[0, 1\]"):
         run(_predict_cfg(student_ckpt, folder, tmp_path, "alarm_score=1.5"))
 
 

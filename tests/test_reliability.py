@@ -23,25 +23,38 @@ from dfss.data.datamodule import XrayDataModule
 from dfss.data.errors import DataError
 from dfss.errors import ConfigError
 from dfss.evaluate import run as run_evaluate
-from dfss.lit.checkpoints import CheckpointError, read_checkpoint
 from dfss.lit.guards import NonFiniteLossError
+from dfss.models.checkpoints import CheckpointError, read_checkpoint
 from dfss.models.fcos import fcos_r18, load_torchvision_fcos_weights
 from dfss.models.weights import WeightsError
 from dfss.models.yolox import load_official_checkpoint, yolox_nano
 from dfss.train import build_module, run
-from tests.conftest import cli_env, train_cli
+from tests.helpers.cli import cli_env, train_cli
 
 ROOT = Path(__file__).parents[1]
 
 
 def _module_and_trainer(synth_tiny, tmp_path, max_steps):
-    overrides = [f"data.root={synth_tiny}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
-                 "experiment=demo_student", "model.net.fpn_channels=32"]  # fmt: skip
+    overrides = [
+        f"data.root={synth_tiny}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "experiment=demo_student",
+        "model.net.fpn_channels=32",
+    ]
     cfg = compose_config("train", overrides, tmp_path)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
-    trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0, default_root_dir=str(tmp_path))  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
     return module, trainer, datamodule
 
 
@@ -61,6 +74,7 @@ def _poison(module, steps_to_poison, where="loss"):
     return weight.register_hook(lambda grad: grad * float("nan") if next(calls) in steps_to_poison else grad)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("where", ["loss", "gradient"])
 def test_nan_steps_leave_the_weights_untouched_and_are_counted(where, synth_tiny, tmp_path):
     module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=2)
@@ -72,6 +86,7 @@ def test_nan_steps_leave_the_weights_untouched_and_are_counted(where, synth_tiny
     assert not trainer.optimizers[0].state  # SGD never stepped: no momentum buffers
 
 
+@pytest.mark.integration
 def test_training_goes_on_after_a_nan_step(synth_tiny, tmp_path):
     module, trainer, datamodule = _module_and_trainer(synth_tiny, tmp_path, max_steps=3)
     before = {k: v.clone() for k, v in module.model.named_parameters()}
@@ -96,15 +111,22 @@ def test_bad_settings_fail_while_building_with_the_reason(override, message, syn
         build_module(cfg, instantiate(cfg.data))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("where", "message"),
     [
-        ("loss", r"3 training steps in a row gave a NaN/Inf loss .*step 2, image ids \[\d+, \d+\], "
-                 r"non-finite parts \[.*'loss_cls'"),
-        ("gradient", r"3 training steps in a row gave a NaN/Inf gradient .*step 2, image ids \[\d+, \d+\], "
-                     r"non-finite gradients of \['head\.classification_head\.cls_logits\.weight'\]"),
+        (
+            "loss",
+            r"3 training steps in a row gave a NaN/Inf loss .*step 2, image ids \[\d+, \d+\], "
+            r"non-finite parts \[.*'loss_cls'",
+        ),
+        (
+            "gradient",
+            r"3 training steps in a row gave a NaN/Inf gradient .*step 2, image ids \[\d+, \d+\], "
+            r"non-finite gradients of \['head\.classification_head\.cls_logits\.weight'\]",
+        ),
     ],
-)  # fmt: skip
+)
 def test_persistent_nan_stops_with_an_error_naming_step_images_and_parts(
     where, message, synth_tiny, tmp_path
 ):
@@ -126,6 +148,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loader", ["resume", "teacher", "evaluate", "fcos_weights", "yolox_weights"])
 def test_a_pickled_payload_is_refused_not_executed(loader, synth_tiny, tmp_path):
     marker = tmp_path / "payload-ran"
@@ -147,18 +170,31 @@ def test_a_pickled_payload_is_refused_not_executed(loader, synth_tiny, tmp_path)
         call, error = lambda: load_torchvision_fcos_weights(fcos_r18(3), evil), WeightsError
     else:
         call, error = lambda: load_official_checkpoint(yolox_nano(3), evil), WeightsError
-    with pytest.raises(error, match=r"weights_only=True.*refused"):
+    with pytest.raises(error, match=r"weights_only=True.*refused") as refused:
         call()
     assert not marker.exists()
+    # the reason is torch's (the unsafe global), without torch's advice to load it with weights_only=False
+    assert "_Payload" in str(refused.value) or "GLOBAL" in str(refused.value)
+    assert "False" not in str(refused.value) and "arbitrary code" not in str(refused.value)
     # The same file really carries code: an unsafe load runs it (this is what the loaders prevent).
     torch.load(evil, weights_only=False)
     assert marker.exists()
 
 
+@pytest.mark.integration
 def test_resuming_with_another_models_checkpoint_names_the_mismatched_keys(synth_tiny, tmp_path):
-    tiny = [f"data.root={synth_tiny}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
-            "experiment=demo_student", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-            "trainer.limit_val_batches=1", "test=false", "logger=none"]  # fmt: skip
+    tiny = [
+        f"data.root={synth_tiny}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "experiment=demo_student",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "logger=none",
+    ]
     run(compose_config("train", [*tiny, "model.net.fpn_channels=32"], tmp_path / "small"))
     ckpt = tmp_path / "small" / "checkpoints" / "last.ckpt"
     with pytest.raises(
@@ -177,10 +213,15 @@ def test_resuming_with_another_models_checkpoint_names_the_mismatched_keys(synth
 # ---- bad configuration: one clear line before any work -----------------------------------------
 def _cli(*overrides: str, cwd: Path, preexec=None) -> tuple[int, str]:
     """``train.py`` writing into ``cwd``."""
-    return train_cli([f"hydra.run.dir={cwd}", f"paths.log_dir={cwd}", *overrides], ROOT, cli_env(WANDB_MODE="offline"),
-                     preexec=preexec)  # fmt: skip
+    return train_cli(
+        [f"hydra.run.dir={cwd}", f"paths.log_dir={cwd}", *overrides],
+        ROOT,
+        cli_env(WANDB_MODE="offline"),
+        preexec=preexec,
+    )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
@@ -196,6 +237,7 @@ def test_misspelt_override_or_unknown_model_says_what_would_be_right(override, e
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.integration
 def test_a_bad_setting_is_one_line_on_the_command_line(synth_tiny, tmp_path):
     code, output = _cli(f"data.root={synth_tiny}", "data.dangerous_supercategories=[dangerus]", cwd=tmp_path)
     assert code == 2 and "Traceback" not in output, output[-3000:]
@@ -205,8 +247,13 @@ def test_a_bad_setting_is_one_line_on_the_command_line(synth_tiny, tmp_path):
 
 
 def test_global_batch_size_not_divisible_by_devices_fails_before_any_process_starts(synth_tiny, tmp_path):
-    overrides = [f"data.root={synth_tiny}", "data.image_size=128", "experiment=demo_student", "trainer=ddp_sim",
-                 "data.global_batch_size=3"]  # fmt: skip
+    overrides = [
+        f"data.root={synth_tiny}",
+        "data.image_size=128",
+        "experiment=demo_student",
+        "trainer=ddp_sim",
+        "data.global_batch_size=3",
+    ]
     with pytest.raises(
         ConfigError, match=r"global_batch_size=3 cannot be split over 2 devices .* such as 2 or 4"
     ):
@@ -228,12 +275,22 @@ def test_an_unwritable_run_folder_is_reported_before_any_work(synth_tiny, tmp_pa
         run(compose_config("train", overrides, blocker / "run"))
 
 
+@pytest.mark.integration
 def test_a_full_disk_during_checkpointing_is_reported_and_keeps_the_previous_checkpoint(synth_tiny, tmp_path):
     """A file-size limit (RLIMIT_FSIZE: writes past it fail with EFBIG) stands in for a full disk:
     the first run checkpoints normally; the resumed run's checkpoint writes fail."""
-    tiny = [f"data.root={synth_tiny}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
-            "experiment=demo_student", "model.net.fpn_channels=32", "trainer.limit_train_batches=2",
-            "trainer.limit_val_batches=1", "test=false", "logger=csv"]  # fmt: skip
+    tiny = [
+        f"data.root={synth_tiny}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "experiment=demo_student",
+        "model.net.fpn_channels=32",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "logger=csv",
+    ]
     code, output = _cli(*tiny, "trainer.max_epochs=1", cwd=tmp_path)
     assert code == 0, output[-2000:]
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -265,13 +322,24 @@ def decays_after_checks(synth_tiny, tmp_path) -> tuple[Path, str, int]:
 
 
 def _fit_one_epoch(root: Path, out: Path, on_error: str) -> None:
-    overrides = [f"data.root={root}", "data.image_size=128", "data.batch_size=2", "data.num_workers=0",
-                 "data.image_check=header", f"data.on_error={on_error}", "experiment=demo_student",
-                 "model.net.fpn_channels=32", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
-                 "test=false", "logger=none"]  # fmt: skip
+    overrides = [
+        f"data.root={root}",
+        "data.image_size=128",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.image_check=header",
+        f"data.on_error={on_error}",
+        "experiment=demo_student",
+        "model.net.fpn_channels=32",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "logger=none",
+    ]
     run(compose_config("train", overrides, out))
 
 
+@pytest.mark.integration
 def test_an_image_unreadable_during_training_fails_naming_it(decays_after_checks, tmp_path):
     root, file_name, image_id = decays_after_checks
     with pytest.raises(
@@ -280,6 +348,7 @@ def test_an_image_unreadable_during_training_fails_naming_it(decays_after_checks
         _fit_one_epoch(root, tmp_path / "run", "fail")
 
 
+@pytest.mark.integration
 def test_an_image_unreadable_during_training_is_skipped_and_reported(decays_after_checks, tmp_path):
     root, file_name, image_id = decays_after_checks
     _fit_one_epoch(root, tmp_path / "run", "skip")
@@ -288,3 +357,19 @@ def test_an_image_unreadable_during_training_is_skipped_and_reported(decays_afte
     assert (
         len(events) == 1 and file_name in events[0]["error"] and f"image id {image_id}" in events[0]["error"]
     )
+
+
+def test_a_refused_file_is_explained_without_torchs_advice_to_load_it_unsafely(tmp_path):
+    from dfss.models.checkpoints import read_checkpoint
+
+    evil, text, other = tmp_path / "evil.ckpt", tmp_path / "notes.txt", tmp_path / "version.pt"
+    torch.save({"x": _Payload(tmp_path / "ran")}, evil)
+    text.write_text("not a checkpoint\n")
+    torch.save({"v": torch.__version__}, other)  # a torch object outside the weights-only allow list
+    for path, reason in ((evil, "GLOBAL"), (text, "Unsupported operand"), (other, "TorchVersion")):
+        with pytest.raises(CheckpointError) as refused:
+            read_checkpoint(path)
+        message = str(refused.value)
+        assert str(path) in message and reason in message, message
+        assert "False" not in message and "trusted source" not in message, message
+    assert not (tmp_path / "ran").exists()

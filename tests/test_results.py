@@ -23,7 +23,7 @@ from dfss.report.targets import best_alpha, best_T, verdicts
 from dfss.results.plan import expand, load_plan, plan_from_mapping
 from dfss.results.runner import run_plan
 from dfss.synth.config import load_preset
-from tests.conftest import bench_script
+from tests.helpers.scripts import bench_script
 
 KD_OPTIONS = (
     "kd_loc_only",
@@ -36,6 +36,7 @@ KD_OPTIONS = (
 )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["gpu", "cpu"])
 def test_every_run_of_the_packaged_plans_composes_to_the_intended_config(name, tmp_path):
     plan = load_plan(name)
@@ -87,7 +88,7 @@ def test_plan_errors_name_the_problem(tmp_path):
     bad.write_text("name: x\nseeds: [1\n")
     with pytest.raises(ConfigError, match="not valid yaml"):
         load_plan(str(bad))
-    mapping = yaml.safe_load(resources.files("dfss.conf").joinpath("results", "cpu.yaml").read_text())
+    mapping = yaml.safe_load(resources.files("dfss.results").joinpath("plans", "cpu.yaml").read_text())
     with pytest.raises(ConfigError, match=r"unknown keys \['epochs'\]"):
         plan_from_mapping({**mapping, "epochs": 3})
     with pytest.raises(ConfigError, match=r"unknown\.alpha=3\.0 is not 1 or one of weighted\.alphas"):
@@ -107,8 +108,11 @@ def _run(name: str, role: str, seed: int, alpha: float = 1.0, sweep=None, **metr
 
 
 def _hand_made_results() -> Results:
-    plan = {"name": "hand", "stages": {"weighted": {"alphas": [2.0, 4.0]}, "ablation": {"options": []}},
-            "unknown_T": [0.1, 0.3]}  # fmt: skip
+    plan = {
+        "name": "hand",
+        "stages": {"weighted": {"alphas": [2.0, 4.0]}, "ablation": {"options": []}},
+        "unknown_T": [0.1, 0.3],
+    }
     runs = [
         _run("teacher_s1", "teacher", 1, map50=0.70),
         _run("student_s1", "student", 1, map50=0.50),
@@ -116,10 +120,21 @@ def _hand_made_results() -> Results:
         _run("distill_s1", "distill", 1, map50=0.60, map50_dangerous=0.40, map50_normal=0.70),
         _run("distill_s2", "distill", 2, map50=0.62, map50_dangerous=0.42, map50_normal=0.72),
         # alpha 2: +4.9 points dangerous, -0.3 normal; alpha 4: +10 dangerous but -3 normal
-        _run("weighted_a2_s1", "weighted", 1, 2.0, map50_dangerous=0.459, map50_normal=0.707, map50_known=0.60,
-             sweep={0.1: {"map50_unknown": 0.35, "map50_known": 0.595}, 0.3: {"map50_unknown": 0.50, "map50_known": 0.55}}),
+        _run(
+            "weighted_a2_s1",
+            "weighted",
+            1,
+            2.0,
+            map50_dangerous=0.459,
+            map50_normal=0.707,
+            map50_known=0.60,
+            sweep={
+                0.1: {"map50_unknown": 0.35, "map50_known": 0.595},
+                0.3: {"map50_unknown": 0.50, "map50_known": 0.55},
+            },
+        ),
         _run("weighted_a4_s1", "weighted", 1, 4.0, map50_dangerous=0.51, map50_normal=0.68),
-    ]  # fmt: skip
+    ]
     return Results(Path("."), {"plan": plan}, tuple(runs))
 
 
@@ -146,8 +161,15 @@ def test_best_alpha_and_T_follow_the_targets_rules_and_verdicts_use_the_means():
 
 
 # ---- a tiny plan, run for real --------------------------------------------------------------------
-TINY_SYNTH = {"_target_": "dfss.synth.config.SynthConfig", "image_size": 128, "num_train": 6, "num_val": 3,
-              "num_test": 5, "unknown_per_test_image": [1, 2], "image_format": "png"}  # fmt: skip
+TINY_SYNTH = {
+    "_target_": "dfss.synth.config.SynthConfig",
+    "image_size": 128,
+    "num_train": 6,
+    "num_val": 3,
+    "num_test": 5,
+    "unknown_per_test_image": [1, 2],
+    "image_format": "png",
+}
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +178,22 @@ def tiny_results(tmp_path_factory):
     torch.set_num_threads(1)  # 2 shared cores: competing threads make training several times slower
     root = tmp_path_factory.mktemp("results")
     (root / "synth.yaml").write_text(yaml.safe_dump(TINY_SYNTH))
-    common = ["data.root=${data_dir}", "data.image_size=128", "data.num_workers=0", "data.batch_size=3",
-              "trainer.max_epochs=2", "++trainer.limit_train_batches=1", "logger=csv"]  # fmt: skip
+    common = [
+        "data.root=${data_dir}",
+        "data.image_size=128",
+        "data.num_workers=0",
+        "data.batch_size=3",
+        "trainer.max_epochs=2",
+        "++trainer.limit_train_batches=1",
+        "logger=csv",
+    ]
     plan = {
-        "name": "tiny", "description": "test-sized", "synth_preset": str(root / "synth.yaml"),
-        "data_dir": str(root / "data"), "seeds": [1, 2], "common": common,
+        "name": "tiny",
+        "description": "test-sized",
+        "synth_preset": str(root / "synth.yaml"),
+        "data_dir": str(root / "data"),
+        "seeds": [1, 2],
+        "common": common,
         "eval": ["data.root=${data_dir}", "data.num_workers=0", "backend=faster_coco_eval"],
         "teacher": {"experiment": "demo_teacher", "seeds": [1]},
         "student": {"experiment": "demo_student"},
@@ -168,7 +201,7 @@ def tiny_results(tmp_path_factory):
         "weighted": {"experiment": "demo_distill", "alphas": [2], "overrides": ["loss=distill_weighted"]},
         "ablation": {"experiment": "demo_distill", "seeds": [1], "options": ["kd_no_cls"]},
         "unknown": {"alpha": 2, "T": [0.5]},
-    }  # fmt: skip
+    }
     (root / "plan.yaml").write_text(yaml.safe_dump(plan))
     out = root / "out"
     try:
@@ -178,10 +211,19 @@ def tiny_results(tmp_path_factory):
     return root, out, index
 
 
+@pytest.mark.integration
 def test_a_plan_trains_evaluates_and_rescores_every_run(tiny_results):
     _, out, index = tiny_results
-    names = {"teacher_s1", "student_s1", "student_s2", "distill_s1", "distill_s2", "weighted_a2_s1",
-             "weighted_a2_s2", "ablation_kd_no_cls_s1"}  # fmt: skip
+    names = {
+        "teacher_s1",
+        "student_s1",
+        "student_s2",
+        "distill_s1",
+        "distill_s2",
+        "weighted_a2_s1",
+        "weighted_a2_s2",
+        "ablation_kd_no_cls_s1",
+    }
     assert set(index["runs"]) == names and index["finished"]
     assert json.loads((out / "index.json").read_text())["runs"].keys() == names
     for name in names:
@@ -207,6 +249,7 @@ def test_a_plan_trains_evaluates_and_rescores_every_run(tiny_results):
     assert json.loads((out / "weighted_a2_s1" / "eval" / "run.json").read_text())["unknown_threshold"] == 0.0
 
 
+@pytest.mark.integration
 def test_a_finished_plan_is_not_run_again(tiny_results):
     root, out, _ = tiny_results
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/checkpoints/last.ckpt")}
@@ -216,6 +259,7 @@ def test_a_finished_plan_is_not_run_again(tiny_results):
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/eval*/metrics.json")} == evals
 
 
+@pytest.mark.integration
 def test_parallel_runs_equal_the_serial_ones(tiny_results, tmp_path, monkeypatch):
     """jobs=2: each run in its own process, a distilled run only after its teacher's; same seeds give
     the same test metrics as the in-process runs of the fixture (one torch thread in both)."""
@@ -238,6 +282,7 @@ def test_parallel_runs_equal_the_serial_ones(tiny_results, tmp_path, monkeypatch
     assert not list((out / "logs").glob("*.result.json")) and not list((out / "logs").glob("*.job.json"))
 
 
+@pytest.mark.integration
 def test_a_run_folder_deleted_to_redo_it_gets_its_new_times_not_the_old_ones_added(tiny_results, tmp_path):
     root, serial, _ = tiny_results
     out = tmp_path / "out"
@@ -253,6 +298,7 @@ def test_a_run_folder_deleted_to_redo_it_gets_its_new_times_not_the_old_ones_add
     assert (out / "student_s1" / "eval" / "metrics.json").is_file()
 
 
+@pytest.mark.integration
 def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_run(tiny_results, tmp_path):
     from dfss.results.runner import RunFailed
 
@@ -279,8 +325,9 @@ def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_ru
     assert not (out / "distill_s1").exists()
 
 
+@pytest.mark.integration
 def test_cpu_calibration_trains_the_plans_own_teacher_and_judges_its_test_map50(tiny_results, tmp_path):
-    calibrate = bench_script("calibrate_cpu")
+    calibrate = bench_script("calibrate_cpu", "experiments")
     root, serial, _ = tiny_results
     argv = [
         "--plan",
@@ -353,6 +400,7 @@ def test_report_quotes_the_calibration_record_of_the_frozen_preset_version_only(
         calibration(results)
 
 
+@pytest.mark.integration
 def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path, monkeypatch):
     from dfss.report.cli import main as report_main
 
@@ -361,8 +409,16 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     report = tmp_path / "docs" / "results.md"
     assert report_main(["--results", str(out), "--out", str(report)]) == 0
     text = report.read_text()
-    for heading in ("## Targets", "(1)–(3) Teacher, FCOS, DFSS", "(4) Class-weighted loss", "(5) Unknown threshold T",
-                    "(6) KD ablations", "## Per-class AP50", "## Precision–recall", "## Learning curves"):  # fmt: skip
+    for heading in (
+        "## Targets",
+        "(1)–(3) Teacher, FCOS, DFSS",
+        "(4) Class-weighted loss",
+        "(5) Unknown threshold T",
+        "(6) KD ablations",
+        "## Per-class AP50",
+        "## Precision–recall",
+        "## Learning curves",
+    ):
         assert heading in text
     calls = json.loads((out / "index.json").read_text())["invocations"]
     minutes = sum(c["seconds"] for c in calls) / 60
@@ -388,7 +444,8 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     # The one-seed ablations are read against DFSS's own spread over its seeds.
     low, high = sorted(r.metrics["map50"] for r in results.arm("distill"))
     assert f"{(high - low) * 100:.1f} points apart: a Δ smaller than that is within seed-to-seed" in text
-    # A demo-scale plan is not the benchmark: the report says which version of the benchmark preset is current.
+    # A demo-scale plan is not the benchmark: the report says which version of the benchmark preset
+    # is current.
     version = load_preset("results").version
     assert f"the benchmark preset 'results' is version `{version}`" in text
     # One W&B offline run with the plots.

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfss.lit.checkpoints import CheckpointError, read_checkpoint
-from tests.conftest import TRAIN_PY, cli_env, train_cli
+from dfss.models.checkpoints import CheckpointError, read_checkpoint
+from tests.helpers.cli import TRAIN_PY, cli_env, train_cli
+
+pytestmark = pytest.mark.integration  # every test here trains or runs train.py
 
 ROOT = Path(__file__).parents[1]
 STEPS_PER_EPOCH = 4  # 8 training images, batch 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 import time
@@ -14,12 +15,14 @@ import torch
 import yaml
 from hydra.utils import instantiate
 
+from dfss.config import compose_config
 from dfss.data.datamodule import XrayDataModule
 from dfss.lit import DistillModule, StudentModule, TeacherModule
-from dfss.lit.checkpoints import read_checkpoint
+from dfss.models.checkpoints import read_checkpoint
 from dfss.precision import native_bf16
 from dfss.train import build_module, expected_lightning_warnings_off, run
-from tests.conftest import cli_env, compose_config, tiny_train_overrides
+from tests.helpers.cli import cli_env
+from tests.helpers.data import tiny_train_overrides
 
 ROOT = Path(__file__).parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "dfss" / "conf" / "experiment").glob("*.yaml"))
@@ -29,15 +32,17 @@ def _tiny(root: Path, extra: list[str] = ()) -> list[str]:
     return tiny_train_overrides(root, extra)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 @pytest.fixture(scope="module")
 def teacher_ckpt(synth_tiny, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("teacher")
     # The teacher's own augmentation path: mosaic + mixup in epoch 0, closed (and L1 on) in epoch 1.
-    teacher_aug = ["data.mosaic_prob=1.0", "data.mixup_prob=0.5", "data.close_mosaic_epoch=1",
-                   "module.l1_from_epoch=1", "trainer.max_epochs=2"]  # fmt: skip
+    teacher_aug = [
+        "data.mosaic_prob=1.0",
+        "data.mixup_prob=0.5",
+        "data.close_mosaic_epoch=1",
+        "module.l1_from_epoch=1",
+        "trainer.max_epochs=2",
+    ]
     run(
         compose_config(
             "train", _tiny(synth_tiny, ["experiment=demo_teacher", "test=false", *teacher_aug]), out
@@ -46,6 +51,7 @@ def teacher_ckpt(synth_tiny, tmp_path_factory) -> Path:
     return out / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_builds(experiment, synth_tiny, teacher_ckpt, tmp_path):
     assert {"teacher", "student", "distill", "distill_weighted"} <= set(EXPERIMENTS)
@@ -76,6 +82,7 @@ def test_every_experiment_composes_and_builds(experiment, synth_tiny, teacher_ck
         instantiate(callback)
 
 
+@pytest.mark.integration
 def test_teacher_checkpoint_holds_config_classes_and_ema(teacher_ckpt):
     checkpoint = read_checkpoint(teacher_ckpt)
     assert checkpoint["dfss_config"]["model"]["net"]["_target_"] == "dfss.models.yolox.yolox_nano"
@@ -83,6 +90,7 @@ def test_teacher_checkpoint_holds_config_classes_and_ema(teacher_ckpt):
     assert any(k.startswith("ema.module.") for k in checkpoint["state_dict"])
 
 
+@pytest.mark.integration
 def test_student_trains_validates_tests_and_logs_every_loss_part(synth_tiny, tmp_path):
     metrics = run(compose_config("train", _tiny(synth_tiny, ["experiment=demo_student"]), tmp_path))
     for key in ("train/loss_epoch", "val/map50", "val/map", "test/map50", "test/map50_dangerous"):
@@ -98,6 +106,7 @@ def test_student_trains_validates_tests_and_logs_every_loss_part(synth_tiny, tmp
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.integration
 def test_distillation_trains_with_nonzero_kd_terms_and_no_teacher_in_checkpoints(
     synth_tiny, teacher_ckpt, tmp_path
 ):
@@ -126,6 +135,7 @@ def test_distillation_trains_with_nonzero_kd_terms_and_no_teacher_in_checkpoints
     assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
 
 
+@pytest.mark.integration
 def test_frozen_teacher_stays_frozen_and_in_eval_mode(synth_tiny, teacher_ckpt, tmp_path):
     cfg = compose_config(
         "train", _tiny(synth_tiny, ["experiment=demo_distill", f"teacher.ckpt_path={teacher_ckpt}"]), tmp_path
@@ -141,6 +151,7 @@ def test_frozen_teacher_stays_frozen_and_in_eval_mode(synth_tiny, teacher_ckpt, 
     assert not optimised & {id(p) for p in module.teacher.parameters()}
 
 
+@pytest.mark.integration
 def test_resume_from_last_checkpoint_continues_the_run(synth_tiny, tmp_path):
     first = _tiny(synth_tiny, ["experiment=demo_student", "test=false"])
     run(compose_config("train", first, tmp_path))
@@ -155,6 +166,7 @@ def test_resume_from_last_checkpoint_continues_the_run(synth_tiny, tmp_path):
     assert checkpoint["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"] == 2
 
 
+@pytest.mark.integration
 def test_wandb_runs_offline_and_writes_its_run_files(synth_tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -167,6 +179,7 @@ def test_wandb_runs_offline_and_writes_its_run_files(synth_tiny, tmp_path, monke
     assert len(tables) == 1 and "false_alarm_rate" in tables[0].read_text()
 
 
+@pytest.mark.integration
 def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth_tiny, tmp_path):
     """trainer=ddp_sim: 2 CPU processes train and checkpoint into ONE run folder; evaluating a
     checkpoint with 2 processes gives exactly the metrics of 1 process (each image scored once,
@@ -193,21 +206,39 @@ def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth
     assert {k: ddp[k] for k in keys} == {k: single[k] for k in keys}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("trainer", ["cpu", "ddp_sim"])
 def test_multirun_sweeps_alpha_from_the_command_line(trainer, synth_tiny, tmp_path):
     """A Hydra multirun over alpha, with single-process and with 2-process DDP jobs: one folder per job."""
     overrides = [o for o in _tiny(synth_tiny, ["test=false"]) if o != "trainer=cpu"] + [f"trainer={trainer}"]
-    command = [sys.executable, str(ROOT / "train.py"), "-m", "experiment=demo_student", "loss.dangerous_weight=1,4",
-               *overrides, f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "experiment=demo_student",
+        "loss.dangerous_weight=1,4",
+        *overrides,
+        f"hydra.sweep.dir={tmp_path}",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
     assert [j.name for j in jobs] == ["0", "1"]
+    # every logged epoch figure is synced across the ranks (or the same on every rank): Lightning has
+    # nothing to warn about (it printed 63 "use sync_dist=True" warnings for a ddp_sim run before)
+    assert "sync_dist" not in proc.stdout + proc.stderr
+    summary = list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
+    assert [(r["job"], r["loss.dangerous_weight"]) for r in summary] == [("0", "1"), ("1", "4")]
+    assert all(r["status"] == "done" and float(r["val/map50"]) >= 0 for r in summary)
     weights = [
         yaml.safe_load((j / ".hydra" / "config.yaml").read_text())["loss"]["dangerous_weight"] for j in jobs
     ]
     assert weights == [1, 4]
     assert all((j / "checkpoints" / "last.ckpt").is_file() for j in jobs)
+    for job in jobs:  # each job's log holds Lightning's messages and the run summary, not only the console
+        text = (job / "train.log").read_text()
+        assert "GPU available" in text and "run summary" in text and "val/map50" in text, text[-2000:]
+        assert f"best checkpoint: {job}" in text
 
 
 def test_official_yolox_weights_serve_as_teacher(synth_tiny, tmp_path):
@@ -226,7 +257,7 @@ def test_official_yolox_weights_serve_as_teacher(synth_tiny, tmp_path):
 
 
 def test_missing_teacher_checkpoint_is_a_clear_error(synth_tiny, tmp_path):
-    from dfss.lit.checkpoints import CheckpointError
+    from dfss.models.checkpoints import CheckpointError
 
     cfg = compose_config(
         "train",
@@ -237,6 +268,7 @@ def test_missing_teacher_checkpoint_is_a_clear_error(synth_tiny, tmp_path):
         build_module(cfg, instantiate(cfg.data))
 
 
+@pytest.mark.integration
 def test_sweep_through_the_submitit_launcher(synth_tiny, tmp_path):
     """hydra/launcher=local schedules jobs with submitit, as hydra/launcher=slurm does on a cluster."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -256,11 +288,19 @@ def test_sweep_through_the_submitit_launcher(synth_tiny, tmp_path):
     assert list((tmp_path / ".submitit").glob("*/*_result.pkl")), "submitit did not run the job"
 
 
+@pytest.mark.integration
 def test_optuna_search_runs_trials_and_reports_the_best(synth_tiny, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    command = [sys.executable, str(ROOT / "train.py"), "hparams_search=optuna", "experiment=demo_student",
-               "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1",
-               *_tiny(synth_tiny, ["test=false"]), f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "hparams_search=optuna",
+        "experiment=demo_student",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=1",
+        *_tiny(synth_tiny, ["test=false"]),
+        f"hydra.sweep.dir={tmp_path}",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
@@ -269,6 +309,7 @@ def test_optuna_search_runs_trials_and_reports_the_best(synth_tiny, tmp_path):
     assert (tmp_path / "1" / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.integration
 def test_tensorboard_logger_writes_event_files_and_null_callbacks_are_off(synth_tiny, tmp_path):
     overrides = [o for o in _tiny(synth_tiny, ["experiment=demo_student", "test=false"]) if o != "logger=csv"]
     # A callback set to null on the command line is switched off (it crashed the Trainer before).
@@ -283,12 +324,16 @@ def test_tensorboard_logger_writes_event_files_and_null_callbacks_are_off(synth_
     assert not (tmp_path / "metrics_history.jsonl").exists()
 
 
+@pytest.mark.integration
 def test_speed_switches_put_the_detector_in_channels_last_without_changing_checkpoint_keys(
     synth_tiny, tmp_path
 ):
     """trainer.channels_last (on in trainer=gpu) converts the model at set-up; checkpoint keys stay."""
-    cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "test=false",
-                                                     "trainer.channels_last=true"]), tmp_path)  # fmt: skip
+    cfg = compose_config(
+        "train",
+        _tiny(synth_tiny, ["experiment=demo_student", "test=false", "trainer.channels_last=true"]),
+        tmp_path,
+    )
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
@@ -301,6 +346,7 @@ def test_speed_switches_put_the_detector_in_channels_last_without_changing_check
     assert set(module.state_dict()) == set(build_module(cfg, datamodule).state_dict())
 
 
+@pytest.mark.integration
 def test_trainer_cpu_picks_bf16_and_channels_last_where_native_and_one_override_turns_both_off(
     synth_tiny, tmp_path
 ):
@@ -308,8 +354,11 @@ def test_trainer_cpu_picks_bf16_and_channels_last_where_native_and_one_override_
     elsewhere; trainer.precision=32-true gives float32 and contiguous weights."""
     native = native_bf16("cpu")
     for extra, bf16 in (([], native), (["trainer.precision=32-true"], False)):
-        cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "test=false",
-                                                         "trainer=cpu", *extra]), tmp_path)  # fmt: skip
+        cfg = compose_config(
+            "train",
+            _tiny(synth_tiny, ["experiment=demo_student", "test=false", "trainer=cpu", *extra]),
+            tmp_path,
+        )
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
         assert trainer.precision == ("bf16-mixed" if bf16 else "32-true"), extra
         datamodule = instantiate(cfg.data)
@@ -331,8 +380,11 @@ def test_trainer_cpu_picks_bf16_and_channels_last_where_native_and_one_override_
 @pytest.mark.slow
 def test_compiled_training_matches_eager_keys_and_trains(synth_tiny, tmp_path):
     """trainer.compile (on in trainer=gpu) compiles in place: same state-dict keys, training runs."""
-    cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "test=false",
-                                                     "trainer.compile=true"]), tmp_path)  # fmt: skip
+    cfg = compose_config(
+        "train",
+        _tiny(synth_tiny, ["experiment=demo_student", "test=false", "trainer.compile=true"]),
+        tmp_path,
+    )
     run(cfg)
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert not any("_orig_mod" in k for k in checkpoint["state_dict"])
@@ -353,18 +405,30 @@ class _SlowDataset(torch.utils.data.Dataset):
         return self.dataset[index]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("delay", [0.0, 0.25])
 def test_iteration_timer_tells_data_waiting_from_step_time(delay, synth_tiny, tmp_path):
     from dfss.lit.callbacks import IterationTimer
 
-    cfg = compose_config("train", _tiny(synth_tiny, ["experiment=demo_student", "model.net.fpn_channels=32",
-                                                     "trainer.limit_train_batches=3"]), tmp_path)  # fmt: skip
+    cfg = compose_config(
+        "train",
+        _tiny(
+            synth_tiny,
+            ["experiment=demo_student", "model.net.fpn_channels=32", "trainer.limit_train_batches=3"],
+        ),
+        tmp_path,
+    )
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     datamodule.datasets["train"] = _SlowDataset(datamodule.datasets["train"], delay)
     module = build_module(cfg, datamodule)
-    trainer = instantiate(cfg.trainer, callbacks=[IterationTimer()], logger=False, enable_checkpointing=False,
-                          limit_val_batches=0)  # fmt: skip
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[IterationTimer()],
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, datamodule=datamodule)
     data_ms = float(trainer.callback_metrics["time/data_ms_epoch"])
     step_ms = float(trainer.callback_metrics["time/step_ms_epoch"])
@@ -392,6 +456,7 @@ class _ToyModule(L.LightningModule):
         return torch.optim.SGD(self.model.parameters(), lr=0.1)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("frozen_name, silenced", [("teacher", True), ("ema", True), ("head", False)])
 def test_lightning_eval_mode_warning_is_silenced_only_for_the_teacher_and_ema(
     frozen_name, silenced, tmp_path
@@ -399,9 +464,13 @@ def test_lightning_eval_mode_warning_is_silenced_only_for_the_teacher_and_ema(
     module = _ToyModule(frozen_name)
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2)
     trainer = L.Trainer(
-        max_steps=1, default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+        max_steps=1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with expected_lightning_warnings_off(module, datamodule=None):
@@ -410,6 +479,7 @@ def test_lightning_eval_mode_warning_is_silenced_only_for_the_teacher_and_ema(
     assert warned is not silenced
 
 
+@pytest.mark.integration
 def test_wandb_logger_does_not_print_wandbs_anonymous_setting_warning(tmp_path):
     # In a fresh process: wandb keeps its settings (WANDB_SILENT included) process-wide once set up.
     script = (
@@ -420,8 +490,9 @@ def test_wandb_logger_does_not_print_wandbs_anonymous_setting_warning(tmp_path):
         "wandb.finish()\n"
     )
     env = cli_env(WANDB_MODE="offline", WANDB_SILENT=None)
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))  # wandb.init ran, offline
@@ -437,8 +508,11 @@ def test_training_refuses_frozen_random_layers_and_defaults_to_learning_batch_no
     from dfss.errors import ConfigError
 
     datamodule = None
-    for extra, refused in (([], False), (["model.net.norm=frozen_bn"], True),
-                           (["model.net.trainable_backbone_layers=3"], True)):  # fmt: skip
+    for extra, refused in (
+        ([], False),
+        (["model.net.norm=frozen_bn"], True),
+        (["model.net.trainable_backbone_layers=3"], True),
+    ):
         cfg = compose_config("train", _tiny(synth_tiny, ["model=fcos_r50", "test=false", *extra]), tmp_path)
         datamodule = datamodule or instantiate(cfg.data)
         if refused:
@@ -450,3 +524,22 @@ def test_training_refuses_frozen_random_layers_and_defaults_to_learning_batch_no
         module = build_module(cfg, datamodule)
         assert all(p.requires_grad for p in module.model.parameters())
         assert not any(isinstance(m, FrozenBatchNorm2d) for m in module.model.modules())
+
+
+@pytest.mark.integration
+def test_last_checkpoint_is_the_last_epoch_even_when_it_did_not_improve(synth_tiny, tmp_path):
+    """Lightning 2.6's save_last writes last.ckpt only when a top-k checkpoint is saved: a run whose
+    last epoch does not beat the best kept an older last.ckpt (and would have resumed from there)."""
+    overrides = _tiny(
+        synth_tiny,
+        [
+            "experiment=demo_student",
+            "test=false",
+            "trainer.max_epochs=2",
+            "callbacks.model_checkpoint.monitor=val/num_images",  # constant: only epoch 0 "improves"
+        ],
+    )
+    run(compose_config("train", overrides, tmp_path))
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    best = torch.load(tmp_path / "checkpoints" / "epoch_000.ckpt", weights_only=True, map_location="cpu")
+    assert (best["epoch"], last["epoch"]) == (0, 1) and last["global_step"] == 2 * best["global_step"]

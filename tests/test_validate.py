@@ -218,9 +218,14 @@ def test_truncated_image_is_caught_by_full_decode_only(tmp_path, file_name):
     image_id = 1 if file_name == "a.png" else 2
     kept_anns = [12] if image_id == 1 else [10, 11]
     report = assert_fails_then_skips(
-        tmp_path, dataset, image_dir, v.UNREADABLE_IMAGE, names=[file_name, f"image id {image_id}"],
-        images=[i for i in (1, 2, 3) if i != image_id], annotations=kept_anns,
-    )  # fmt: skip
+        tmp_path,
+        dataset,
+        image_dir,
+        v.UNREADABLE_IMAGE,
+        names=[file_name, f"image id {image_id}"],
+        images=[i for i in (1, 2, 3) if i != image_id],
+        annotations=kept_anns,
+    )
     problem = only(report, v.UNREADABLE_IMAGE)
     assert (problem.image_id, problem.action, problem.file) == (
         image_id,
@@ -245,9 +250,14 @@ def test_size_mismatch(tmp_path):
     dataset, image_dir = make_dataset(tmp_path)
     dataset["images"][1]["width"] = 41
     report = assert_fails_then_skips(
-        tmp_path, dataset, image_dir, v.SIZE_MISMATCH, names=["sub/b.jpg", "image id 2", "40x30", "41x30"],
-        images=[1, 3], annotations=[10, 11],
-    )  # fmt: skip
+        tmp_path,
+        dataset,
+        image_dir,
+        v.SIZE_MISMATCH,
+        names=["sub/b.jpg", "image id 2", "40x30", "41x30"],
+        images=[1, 3],
+        annotations=[10, 11],
+    )
     assert only(report, v.SIZE_MISMATCH).action == v.DROPPED_IMAGE
     assert run(tmp_path, dataset, image_dir, image_check="header", on_error="skip").report.counts() == {
         v.SIZE_MISMATCH: 1
@@ -293,9 +303,14 @@ def test_unknown_category(tmp_path):
     dataset, image_dir = make_dataset(tmp_path)
     dataset["annotations"][0]["category_id"] = 99
     report = assert_fails_then_skips(
-        tmp_path, dataset, image_dir, v.UNKNOWN_CATEGORY, names=["annotation id 10", "image id 1", "category id 99"],
-        images=[1, 2, 3], annotations=[11, 12],
-    )  # fmt: skip
+        tmp_path,
+        dataset,
+        image_dir,
+        v.UNKNOWN_CATEGORY,
+        names=["annotation id 10", "image id 1", "category id 99"],
+        images=[1, 2, 3],
+        annotations=[11, 12],
+    )
     problem = only(report, v.UNKNOWN_CATEGORY)
     assert (problem.image_id, problem.ann_id, problem.action) == (1, 10, v.DROPPED_ANNOTATION)
 
@@ -305,9 +320,14 @@ def test_duplicate_image_id_drops_the_later_entry(tmp_path):
     dataset, image_dir = make_dataset(tmp_path)
     dataset["images"][2]["id"] = 1  # c.png claims image id 1 too
     report = assert_fails_then_skips(
-        tmp_path, dataset, image_dir, v.DUPLICATE_IMAGE_ID, names=["duplicate image id 1", "c.png", "a.png"],
-        images=[1, 2], annotations=[10, 11, 12],
-    )  # fmt: skip
+        tmp_path,
+        dataset,
+        image_dir,
+        v.DUPLICATE_IMAGE_ID,
+        names=["duplicate image id 1", "c.png", "a.png"],
+        images=[1, 2],
+        annotations=[10, 11, 12],
+    )
     assert only(report, v.DUPLICATE_IMAGE_ID).action == v.DROPPED_IMAGE
     result = run(tmp_path, dataset, image_dir, on_error="skip")
     assert [img["file_name"] for img in result.dataset["images"]] == ["a.png", "sub/b.jpg"]
@@ -317,9 +337,14 @@ def test_duplicate_annotation_id_drops_the_later_entry(tmp_path):
     dataset, image_dir = make_dataset(tmp_path)
     dataset["annotations"][2]["id"] = 10
     report = assert_fails_then_skips(
-        tmp_path, dataset, image_dir, v.DUPLICATE_ANNOTATION_ID, names=["duplicate annotation id 10", "image id 2"],
-        images=[1, 2, 3], annotations=[10, 11],
-    )  # fmt: skip
+        tmp_path,
+        dataset,
+        image_dir,
+        v.DUPLICATE_ANNOTATION_ID,
+        names=["duplicate annotation id 10", "image id 2"],
+        images=[1, 2, 3],
+        annotations=[10, 11],
+    )
     problem = only(report, v.DUPLICATE_ANNOTATION_ID)
     assert (problem.image_id, problem.ann_id, problem.action) == (2, 10, v.DROPPED_ANNOTATION)
     result = run(tmp_path, dataset, image_dir, on_error="skip")
@@ -330,9 +355,14 @@ def test_orphan_annotation(tmp_path):
     dataset, image_dir = make_dataset(tmp_path)
     dataset["annotations"][1]["image_id"] = 42
     report = assert_fails_then_skips(
-        tmp_path, dataset, image_dir, v.ORPHAN_ANNOTATION, names=["annotation id 11", "image id 42"],
-        images=[1, 2, 3], annotations=[10, 12],
-    )  # fmt: skip
+        tmp_path,
+        dataset,
+        image_dir,
+        v.ORPHAN_ANNOTATION,
+        names=["annotation id 11", "image id 42"],
+        images=[1, 2, 3],
+        annotations=[10, 12],
+    )
     problem = only(report, v.ORPHAN_ANNOTATION)
     assert (problem.image_id, problem.ann_id, problem.action) == (42, 11, v.DROPPED_ANNOTATION)
 
@@ -366,9 +396,14 @@ def test_box_entirely_outside_is_dropped(tmp_path, bbox):
     dataset, image_dir = make_dataset(tmp_path)
     dataset["annotations"][0]["bbox"] = bbox
     report = assert_fails_then_skips(
-        tmp_path, dataset, image_dir, v.BOX_ENTIRELY_OUTSIDE, names=["annotation id 10", "entirely outside"],
-        images=[1, 2, 3], annotations=[11, 12],
-    )  # fmt: skip
+        tmp_path,
+        dataset,
+        image_dir,
+        v.BOX_ENTIRELY_OUTSIDE,
+        names=["annotation id 10", "entirely outside"],
+        images=[1, 2, 3],
+        annotations=[11, 12],
+    )
     assert only(report, v.BOX_ENTIRELY_OUTSIDE).action == v.DROPPED_ANNOTATION
 
 
@@ -385,9 +420,14 @@ def test_degenerate_box_is_dropped(tmp_path, bbox, expected):
     dataset, image_dir = make_dataset(tmp_path)
     dataset["annotations"][0]["bbox"] = bbox  # json.dumps writes NaN / Infinity, which json.loads reads
     report = assert_fails_then_skips(
-        tmp_path, dataset, image_dir, v.DEGENERATE_BOX, names=["annotation id 10", "image id 1", expected],
-        images=[1, 2, 3], annotations=[11, 12],
-    )  # fmt: skip
+        tmp_path,
+        dataset,
+        image_dir,
+        v.DEGENERATE_BOX,
+        names=["annotation id 10", "image id 1", expected],
+        images=[1, 2, 3],
+        annotations=[11, 12],
+    )
     problem = only(report, v.DEGENERATE_BOX)
     assert (problem.ann_id, problem.action) == (10, v.DROPPED_ANNOTATION)
 
@@ -427,8 +467,14 @@ def test_every_problem_is_reported_in_one_pass(tmp_path):
         v.BOX_OUTSIDE_IMAGE: 1,
     }
     assert [(p.image_id, p.ann_id) for p in report.problems] == [
-        (1, None), (3, None), (6, None), (4, 13), (5, 14), (9, 15), (4, 20),
-    ]  # fmt: skip
+        (1, None),
+        (3, None),
+        (6, None),
+        (4, 13),
+        (5, 14),
+        (9, 15),
+        (4, 20),
+    ]
     for name in ("a.png", "c.png", "gone.png", "annotation id 13", "annotation id 14", "annotation id 15"):
         assert name in str(error)
     result = run(tmp_path, dataset, image_dir, on_error="skip")

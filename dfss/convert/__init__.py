@@ -1,4 +1,5 @@
-"""Converters from the formats public X-ray sets ship in (Pascal VOC xml, YOLO txt) to DFSS COCO json and back.
+"""Converters from Pascal VOC xml and YOLO txt to DFSS COCO json and back, and from the published
+layouts of SIXray, OPIXray, HiXray, PIDray and CLCXray to DFSS COCO json (:mod:`dfss.convert.public`).
 
 The command line is ``dfss-convert`` (:mod:`dfss.convert.cli`); the class map yaml format is described
 in :mod:`dfss.convert.classmap`.

@@ -141,7 +141,8 @@ def parse_class_map(text: str, *, source: str = "<class map>") -> ClassMap:
     classes = data["classes"]
     if not isinstance(classes, dict):
         raise DataError(
-            f"{source}: 'classes' must be a mapping of name: supercategory, got {type(classes).__name__}; {FORMAT_HINT}"
+            f"{source}: 'classes' must be a mapping of name: supercategory, "
+            f"got {type(classes).__name__}; {FORMAT_HINT}"
         )
     for name, sup in classes.items():
         if not isinstance(name, str):

@@ -1,9 +1,11 @@
-"""``dfss-convert``: Pascal VOC / YOLO annotation folders <-> DFSS COCO json.
+"""``dfss-convert``: Pascal VOC / YOLO annotation folders <-> DFSS COCO json; public X-ray sets -> COCO.
 
     dfss-convert voc2coco  --xml-dir Annotations --image-dir JPEGImages --classes map.yaml --out ann.json
     dfss-convert yolo2coco --image-dir images/train --label-dir labels/train --classes map.yaml --out ann.json
     dfss-convert coco2voc  --ann ann.json --xml-dir Annotations
     dfss-convert coco2yolo --ann ann.json --label-dir labels/train --classes-out map.yaml
+    dfss-convert public    --set opixray --root OPIXray_Dataset --split train --out data/opixray
+    dfss-convert public-classes --set opixray --out opixray_classes.yaml
 
 Bad input exits with code 2 and a one-line message naming the file.
 """
@@ -11,11 +13,14 @@ Bad input exits with code 2 and a one-line message naming the file.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from dfss.convert.classmap import FORMAT_HELP, load_class_map
 from dfss.convert.coco_io import build_coco, format_summary, read_coco, write_coco
+from dfss.convert.public.cli import add_parsers as add_public_parsers
+from dfss.convert.public.cli import run_public, run_public_classes
 from dfss.convert.voc import DIFFICULT_POLICIES, UNKNOWN_NAME_POLICIES, read_voc, write_voc
 from dfss.convert.yolo import crowd_as_objects, read_yolo, without_crowd, write_yolo
 from dfss.data.errors import DataError
@@ -30,6 +35,7 @@ _MAIN_EPILOG = f"""examples:
       --classes classmap.yaml --out train.json
   dfss-convert coco2voc --ann train.json --xml-dir out/Annotations
   dfss-convert coco2yolo --ann train.json --label-dir out/labels/train --classes-out out/classmap.yaml
+  dfss-convert public --set pidray --root pidray --split train --out data/pidray
 
 {FORMAT_HELP}
 Supercategories used by DFSS: dangerous, normal, unknown (unknown classes are not trained on).
@@ -46,7 +52,8 @@ example:
   dfss-convert voc2coco --xml-dir VOC/Annotations --image-dir VOC/JPEGImages \\
       --classes classmap.yaml --out train.json"""
 
-_YOLO_EPILOG = """Labels: <label-dir>/<image path relative to image-dir, suffix .txt>, one 'cls cx cy w h' line per
+_YOLO_EPILOG = """\
+Labels: <label-dir>/<image path relative to image-dir, suffix .txt>, one 'cls cx cy w h' line per
 box, normalised to [0, 1]; cls is the 0-based index into the class map. Images without a label file
 (or with an empty one) are negatives. A label file without an image is an error.
 
@@ -58,7 +65,8 @@ example:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfss-convert",
-        description="Convert X-ray annotation sets between Pascal VOC xml, YOLO txt and DFSS COCO json.",
+        description="Convert X-ray annotation sets between Pascal VOC xml, YOLO txt and DFSS COCO json, "
+        "and public X-ray sets (SIXray, OPIXray, HiXray, PIDray, CLCXray) as downloaded to DFSS COCO json.",
         epilog=_MAIN_EPILOG,
         formatter_class=_RAW,
     )
@@ -105,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     to_voc = sub.add_parser(
         "coco2voc",
         help="COCO json -> one VOC xml per image",
-        epilog="iscrowd boxes are written as <difficult>1</difficult>; coordinates are rounded to whole pixels.\n\n"
+        epilog="iscrowd boxes are written as <difficult>1</difficult>; "
+        "coordinates are rounded to whole pixels.\n\n"
         "example:\n  dfss-convert coco2voc --ann train.json --xml-dir out/Annotations",
         formatter_class=_RAW,
     )
@@ -117,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     to_yolo = sub.add_parser(
         "coco2yolo",
         help="COCO json -> one YOLO txt per image",
-        epilog="Class index i is the i-th category by ascending COCO id; --classes-out writes that order as a\n"
+        epilog="Class index i is the i-th category by ascending COCO id; "
+        "--classes-out writes that order as a\n"
         "class map yaml for yolo2coco. Negatives get empty label files.\n\n"
-        "example:\n  dfss-convert coco2yolo --ann train.json --label-dir out/labels/train --classes-out map.yaml",
+        "example:\n  dfss-convert coco2yolo --ann train.json --label-dir out/labels/train "
+        "--classes-out map.yaml",
         formatter_class=_RAW,
     )
     to_yolo.add_argument("--ann", metavar="JSON", required=True, help="COCO json to read")
@@ -135,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="drop",
         help="iscrowd boxes (YOLO has no ignore regions): drop (default, counted) or keep as ordinary boxes",
     )
+    add_public_parsers(sub, _RAW)
     return parser
 
 
@@ -175,7 +187,14 @@ def _coco2yolo(args: argparse.Namespace) -> str:
     return format_summary(conversion, class_map, title=f"wrote {count} label files to {args.label_dir}")
 
 
-_COMMANDS = {"voc2coco": _voc2coco, "yolo2coco": _yolo2coco, "coco2voc": _coco2voc, "coco2yolo": _coco2yolo}
+_COMMANDS = {
+    "voc2coco": _voc2coco,
+    "yolo2coco": _yolo2coco,
+    "coco2voc": _coco2voc,
+    "coco2yolo": _coco2yolo,
+    "public": run_public,
+    "public-classes": run_public_classes,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,7 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, OSError) as exc:  # OSError: the output cannot be written
         print(f"dfss-convert {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    print(summary)
+    try:
+        print(summary, flush=True)
+    except BrokenPipeError:  # `dfss-convert ... | head`: the reader left; no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -63,7 +63,8 @@ def read_yolo(image_dir: str | Path, label_dir: str | Path, class_map: ClassMap)
         key = _stem_key(label, label_dir)
         if key not in image_by_key:
             raise DataError(
-                f"{label}: label file has no image {image_dir / key}.<{'|'.join(s[1:] for s in IMAGE_SUFFIXES)}> "
+                f"{label}: label file has no image "
+                f"{image_dir / key}.<{'|'.join(s[1:] for s in IMAGE_SUFFIXES)}> "
                 f"(move files that are not labels, e.g. classes.txt, out of {label_dir})"
             )
         label_by_key[key] = label

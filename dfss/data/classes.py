@@ -64,7 +64,8 @@ class ClassTable:
             sup = cat.get("supercategory")
             if sup is None or str(sup).strip() == "":
                 raise ClassTableError(
-                    f"{source}: category id {cat_id} ('{name}') has no 'supercategory'; every category needs one "
+                    f"{source}: category id {cat_id} ('{name}') has no 'supercategory'; "
+                    "every category needs one "
                     f"(e.g. one of {sorted({*dangerous, *unknown, 'normal'})})"
                 )
             if cat_id in seen_ids:
@@ -89,7 +90,8 @@ class ClassTable:
         if missing:
             raise ClassTableError(
                 f"{source}: dangerous supercategory {missing} matches no category; "
-                f"the supercategories present are {sorted(present | {i.supercategory for i in unknown_infos})}"
+                "the supercategories present are "
+                f"{sorted(present | {i.supercategory for i in unknown_infos})}"
             )
         return cls(tuple(known), tuple(unknown_infos), dangerous, unknown)
 

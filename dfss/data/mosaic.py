@@ -116,7 +116,8 @@ class MosaicMixup(torch.utils.data.Dataset):
         return image, target
 
     def _mosaic(self, indices: list[int]) -> Sample:
-        """Four samples around a random centre of a ``2S x 2S`` canvas; an ``S/r`` window of it, as ``S x S``."""
+        """Four samples around a random centre of a ``2S x 2S`` canvas; an ``S/r`` window of it, as
+        ``S x S``."""
         s = self.size
         canvas = torch.full((3, 2 * s, 2 * s), self.fill, dtype=torch.uint8)
         cx = int(torch.randint(s // 2, 3 * s // 2 + 1, ()))

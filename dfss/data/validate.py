@@ -183,7 +183,8 @@ class DataValidationError(DataError):
             self.hint = "fix the json: fatal problems cannot be skipped (on_error=skip does not help)"
         else:
             self.hint = (
-                "fix the data, or set on_error=skip (data.on_error=skip; --on-error skip on the command line) "
+                "fix the data, or set on_error=skip "
+                "(data.on_error=skip; --on-error skip on the command line) "
                 "to drop them with a report"
             )
         super().__init__(f"{report.summary()}\n{self.hint}")
@@ -287,7 +288,8 @@ exit codes: 0 clean, only lossless fixes (clipped boxes), or problems dropped wi
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfss-validate",
-        description="Check a COCO json and its images: report every problem, optionally write a cleaned json.",
+        description="Check a COCO json and its images: report every problem, "
+        "optionally write a cleaned json.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

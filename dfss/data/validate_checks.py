@@ -95,7 +95,10 @@ def load_coco_json(ann_file: Path) -> tuple[dict | None, list[Problem]]:
     except UnicodeDecodeError as exc:
         return None, [_fatal(MALFORMED_JSON, f"{src}: not utf-8/16/32 text: {exc}", src)]
     if not isinstance(data, dict):
-        msg = f"{src}: top level is a json {type(data).__name__}, expected an object with images/annotations/categories"
+        msg = (
+            f"{src}: top level is a json {type(data).__name__}, "
+            "expected an object with images/annotations/categories"
+        )
         return None, [_fatal(MALFORMED_JSON, msg, src)]
     problems = []
     for key in ("images", "annotations", "categories"):
@@ -120,7 +123,10 @@ def check_categories(categories: Sequence[Any], *, src: str) -> tuple[dict[int, 
             continue
         cat_id, name = cat["id"], cat["name"]
         if cat_id in supercategory_of:
-            msg = f"{src}: duplicate category id {cat_id} (entry #{index}, '{name}'); category ids must be unique"
+            msg = (
+                f"{src}: duplicate category id {cat_id} (entry #{index}, '{name}'); "
+                "category ids must be unique"
+            )
             problems.append(_fatal(DUPLICATE_CATEGORY_ID, msg, src))
             continue
         sup = cat.get("supercategory")
@@ -133,7 +139,8 @@ def check_categories(categories: Sequence[Any], *, src: str) -> tuple[dict[int, 
     used = sorted({s for s in supercategory_of.values() if s})
     for cat_id, name in missing:
         msg = (
-            f"{src}: category id {cat_id} ('{name}') has no 'supercategory'; every category needs a non-empty "
+            f"{src}: category id {cat_id} ('{name}') has no 'supercategory'; "
+            "every category needs a non-empty "
             f"one such as 'dangerous', 'normal' or 'unknown' (used in this file: {used})"
         )
         problems.append(_fatal(MISSING_SUPERCATEGORY, msg, src))
@@ -264,7 +271,10 @@ def check_annotations(
     seen_ids: set[int] = set()
     for index, ann in enumerate(annotations):
         if not isinstance(ann, dict):
-            msg = f"{src}: annotation entry #{index} is a json {type(ann).__name__}, expected an object; dropped"
+            msg = (
+                f"{src}: annotation entry #{index} is a json {type(ann).__name__}, "
+                "expected an object; dropped"
+            )
             problems.append(Problem(MALFORMED_JSON, msg, src, None, None, DROPPED_ANNOTATION, True))
             continue
         found: list[tuple[str, str]] = []  # (kind, reason) of this annotation; messages built below

@@ -44,7 +44,8 @@ def level_strides(outputs: DenseOutputs) -> tuple[float, ...]:
     strides = outputs.strides
     if strides.dim() != 1 or sum(counts) != strides.shape[0]:
         raise ValueError(
-            f"num_points_per_level {counts} sums to {sum(counts)}, but strides has shape {tuple(strides.shape)}"
+            f"num_points_per_level {counts} sums to {sum(counts)}, "
+            f"but strides has shape {tuple(strides.shape)}"
         )
     if any(n <= 0 for n in counts):
         raise ValueError(f"every level needs at least one point, got num_points_per_level {counts}")

@@ -133,7 +133,8 @@ class DistillationLoss(nn.Module):
             expected = tuple(student.quality_logits.shape)
             if tuple(student_positive.shape) != expected:
                 raise ValueError(
-                    f"student_positive must be [B, N_student] = {expected}, got {tuple(student_positive.shape)}"
+                    f"student_positive must be [B, N_student] = {expected}, "
+                    f"got {tuple(student_positive.shape)}"
                 )
             positive = student_positive[:, s_idx]
 

@@ -65,8 +65,8 @@ def distribution_kl_with_logits(
 
 
 def ltrb_distances(boxes: Tensor, points: Tensor, strides: Tensor) -> Tensor:
-    """Distances ``(l, t, r, b)`` from ``points [..., 2]`` to the sides of xyxy ``boxes [..., 4]``, in units of
-    ``strides [...]``; a negative distance means the point lies outside the box."""
+    """Distances ``(l, t, r, b)`` from ``points [..., 2]`` to the sides of xyxy ``boxes [..., 4]``, in
+    units of ``strides [...]``; a negative distance means the point lies outside the box."""
     stride = strides.to(boxes.dtype)[..., None]
     left_top = points.to(boxes.dtype) - boxes[..., :2]
     right_bottom = boxes[..., 2:] - points.to(boxes.dtype)
@@ -134,7 +134,8 @@ def point_weights(
             raise ValueError('points="student_positive" needs the student_positive mask from the caller')
         if student_positive.shape != teacher_score.shape:
             raise ValueError(
-                f"student_positive has shape {tuple(student_positive.shape)}, expected {tuple(teacher_score.shape)}"
+                f"student_positive has shape {tuple(student_positive.shape)}, "
+                f"expected {tuple(teacher_score.shape)}"
             )
         return student_positive.detach().float()
     raise ValueError(f"points must be one of {POINT_MODES}, got {mode!r}")

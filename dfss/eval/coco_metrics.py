@@ -66,7 +66,14 @@ class CocoMetrics:
         for c in self.per_class:
             lines.append(f"{c.name:<16} {c.supercategory:<12} {c.num_gt:>5} {c.ap:>6.3f} {c.ap50:>6.3f}")
         lines.append("")
-        lines.extend(f"{k:<30} {v:.4f}" for k, v in self.metrics.items())
+        for key, value in self.metrics.items():
+            line = f"{key:<30} {value:.4f}"
+            if key.startswith("alarm_auc") and self.roc is not None:  # an ROC of few images says little
+                roc = self.roc
+                line += (
+                    f"   (of {roc.num_positive} images with a dangerous object, {roc.num_negative} without)"
+                )
+            lines.append(line)
         return "\n".join(lines)
 
 
@@ -105,8 +112,11 @@ def _faster_results(fgt, results: Sequence[dict]):
         for i, r in enumerate(results, start=1)
     ]
     index = FCOCO()
-    index.dataset = {"images": fgt.dataset["images"], "categories": fgt.dataset["categories"],
-                     "annotations": annotations}  # fmt: skip
+    index.dataset = {
+        "images": fgt.dataset["images"],
+        "categories": fgt.dataset["categories"],
+        "annotations": annotations,
+    }
     index.createIndex()
     return index
 

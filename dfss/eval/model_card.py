@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from dfss.device import describe_device
 from dfss.eval.coco_metrics import CocoMetrics
-from dfss.eval.predict import describe_device, run_model
+from dfss.eval.inference import run_model
 from dfss.models.postprocess import PostProcessConfig, postprocess
 from dfss.precision import FP32
 
@@ -87,24 +88,32 @@ def render_model_card(
         "## Model",
         "",
         f"- **Architecture**: `{cfg['model']['net']['_target_']}`, {num_parameters / 1e6:.2f} M parameters; "
-        f"{info['weights']} weights of epoch {checkpoint.get('epoch', '?')} (step {checkpoint.get('global_step', '?')}).",
+        f"{info['weights']} weights of epoch {checkpoint.get('epoch', '?')} "
+        f"(step {checkpoint.get('global_step', '?')}).",
         f"- **Training**: experiment `{cfg.get('experiment_name', '?')}`, seed {cfg.get('seed')}, "
-        f"{cfg.get('trainer', {}).get('max_epochs', '?')} epochs on `{cfg.get('data', {}).get('root', '?')}` "
-        f"at {cfg.get('data', {}).get('image_size', '?')} px; dangerous-class weight alpha = {loss.get('dangerous_weight', 1.0):g}"
+        f"{cfg.get('trainer', {}).get('max_epochs', '?')} epochs "
+        f"on `{cfg.get('data', {}).get('root', '?')}` "
+        f"at {cfg.get('data', {}).get('image_size', '?')} px; "
+        f"dangerous-class weight alpha = {loss.get('dangerous_weight', 1.0):g}"
         + (f"; distilled from `{teacher}`" if teacher else "; no distillation")
         + ".",
-        f"- **Input**: RGB `uint8`, letterboxed to {info['image_size']} x {info['image_size']} px (the model normalises).",
-        f"- **Post-processing**: score >= {info['postprocess']['score_threshold']:g}, class-wise NMS at IoU "
-        f"{info['postprocess']['nms_iou']:g}, at most {info['postprocess']['max_detections']} detections per image; "
+        f"- **Input**: RGB `uint8`, letterboxed to {info['image_size']} x {info['image_size']} px "
+        "(the model normalises).",
+        f"- **Post-processing**: score >= {info['postprocess']['score_threshold']:g}, "
+        "class-wise NMS at IoU "
+        f"{info['postprocess']['nms_iou']:g}, "
+        f"at most {info['postprocess']['max_detections']} detections per image; "
         + (
-            f"unknown rule T = {info['unknown_threshold']:g} (object quality >= {info['unknown_min_quality']:g})."
+            f"unknown rule T = {info['unknown_threshold']:g} "
+            f"(object quality >= {info['unknown_min_quality']:g})."
             if info["unknown_threshold"] > 0
             else "unknown rule off (T = 0)."
         ),
         "",
         "## Evaluation data",
         "",
-        f"`{ann_path}` ({info['split']} split): {num_images} images, {sum(c.num_gt for c in result.per_class)} objects.",
+        f"`{ann_path}` ({info['split']} split): {num_images} images, "
+        f"{sum(c.num_gt for c in result.per_class)} objects.",
         "",
         "| | mAP50 | mAP (IoU .5:.95) |",
         "|---|---|---|",
@@ -129,11 +138,13 @@ def render_model_card(
         "|---|---|",
         f"| alarm ROC AUC | {_f(metrics.get('alarm_auc'))} |",
         *(
-            f"| threat images caught at {100 * rate:g} % false alarms | {_f(metrics.get(f'alarm_tpr_at_fpr_{rate:g}'))} |"
+            f"| threat images caught at {100 * rate:g} % false alarms | "
+            f"{_f(metrics.get(f'alarm_tpr_at_fpr_{rate:g}'))} |"
             for rate in (0.01, 0.05, 0.1)
         ),
         f"| alarm score s for at most {100 * metrics.get('alarm_fpr_target', math.nan):g} % false alarms | "
-        f"{_f(metrics.get('alarm_score_at_fpr'))} (catches {_f(metrics.get('alarm_tpr'))}, false alarms {_f(metrics.get('alarm_fpr'))}) |",
+        f"{_f(metrics.get('alarm_score_at_fpr'))} (catches {_f(metrics.get('alarm_tpr'))}, "
+        f"false alarms {_f(metrics.get('alarm_fpr'))}) |",
         *(
             f"| dangerous objects found at {point:g} false detections per image | "
             f"{_f(metrics.get(f'dangerous_recall_at_fppi_{point:g}'))} |"

@@ -202,8 +202,10 @@ def operating_point_metrics(
         ):
             has_threat[ann["image_id"]] = True
     positive = [has_threat[i] for i in image_ids]
-    rocs = {ids_are_unknown: image_alarm_roc(alarm_scores(ids), positive)
-            for ids_are_unknown, ids in ((False, dangerous_ids), (True, with_unknown))}  # fmt: skip
+    rocs = {
+        ids_are_unknown: image_alarm_roc(alarm_scores(ids), positive)
+        for ids_are_unknown, ids in ((False, dangerous_ids), (True, with_unknown))
+    }
     roc = rocs[alarm_on_unknown]
     metrics = {
         "alarm_auc": roc.auc,

@@ -53,7 +53,8 @@ def _muting_worker_deaths(handler: Any) -> Any:
 
 
 class ResumeCheckpoint(ModelCheckpoint):
-    """Writes ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps and when the job is stopped.
+    """Writes ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps, at the end of every epoch
+    (after its validation) and when the job is stopped: the one writer of ``last.ckpt``.
 
     * Mid-epoch checkpoints hold the data module's position in the epoch, the optimizer, scheduler,
       EMA and RNG states, so ``ckpt_path=last`` continues exactly where the run was (a ``SIGKILL``
@@ -121,6 +122,14 @@ class ResumeCheckpoint(ModelCheckpoint):
             signal.signal(signum, previous)
         self._previous_handlers = {}
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """``last.ckpt`` at every epoch end, whatever the epoch's score. Lightning's own ``save_last``
+        (2.6) writes it only at a step where a top-k checkpoint was saved, so a run whose last epochs did
+        not improve the monitored metric would end with an older ``last.ckpt``, and resume from there."""
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
 
@@ -181,12 +190,14 @@ class IterationTimer(L.Callback):
         size = len(batch)
         values = {"time/step_ms": 1e3 * step_s}
         if self._data_s is not None:
-            values.update({
-                "time/data_ms": 1e3 * self._data_s,
-                "time/data_frac": self._data_s / max(self._data_s + step_s, 1e-9),
-                "time/img_per_s": size / max(self._data_s + step_s, 1e-9),
-            })  # fmt: skip
-        pl_module.log_dict(values, on_step=True, on_epoch=True, batch_size=size)
+            values.update(
+                {
+                    "time/data_ms": 1e3 * self._data_s,
+                    "time/data_frac": self._data_s / max(self._data_s + step_s, 1e-9),
+                    "time/img_per_s": size / max(self._data_s + step_s, 1e-9),
+                }
+            )
+        pl_module.log_dict(values, on_step=True, on_epoch=True, batch_size=size, sync_dist=True)  # rank mean
 
 
 class MetricsHistory(L.Callback):

@@ -10,7 +10,7 @@ permissions) removes the temporary file, leaves the previous checkpoint as it wa
 :class:`CheckpointWriteError` saying so.
 
 Reading (resuming) uses ``torch.load(weights_only=True)``: a file carrying a pickled payload is
-refused with a :class:`~dfss.lit.checkpoints.CheckpointError`, not executed.
+refused with a :class:`~dfss.models.checkpoints.CheckpointError`, not executed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from dfss.errors import UserError
-from dfss.lit.checkpoints import read_checkpoint
+from dfss.models.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 

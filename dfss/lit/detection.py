@@ -24,11 +24,11 @@ from dfss.data.batch import DetectionBatch
 from dfss.data.classes import ClassTable
 from dfss.eval.coco_metrics import CocoMetrics, evaluate_coco
 from dfss.eval.operating_point import Roc
-from dfss.lit.checkpoints import CheckpointError
 from dfss.lit.ema import ModelEMA
 from dfss.lit.evaluation import PredictionStore
 from dfss.lit.guards import NonFiniteGuard
 from dfss.lit.rng import rng_state, set_rng_state
+from dfss.models.checkpoints import CheckpointError
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 from dfss.models.weights import state_dict_problems
@@ -111,7 +111,8 @@ class DetectionModule(L.LightningModule):
         self._step_losses = losses
         self._step_ok = True
         parts = {f"train/{k}": v.detach() for k, v in losses.items() if k.startswith("loss_")}
-        self.log_dict(parts, batch_size=len(batch), on_step=True, on_epoch=True)
+        # sync_dist: the epoch figures are means over every rank's batches, not rank 0's alone
+        self.log_dict(parts, batch_size=len(batch), on_step=True, on_epoch=True, sync_dist=True)
         self.log(
             "train/loss",
             losses["loss"].detach(),
@@ -119,6 +120,7 @@ class DetectionModule(L.LightningModule):
             on_step=True,
             on_epoch=True,
             prog_bar=True,
+            sync_dist=True,
         )
         self.log(
             "train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=len(batch), on_step=True
@@ -213,11 +215,16 @@ class DetectionModule(L.LightningModule):
         self.last_metrics[stage] = metrics
         finite = {f"{stage}/{k}": v for k, v in metrics.metrics.items() if not math.isnan(v)}
         headline = {k: finite.pop(k) for k in (f"{stage}/map50", f"{stage}/map") if k in finite}
-        self.log_dict(headline, prog_bar=True)
-        self.log_dict(finite)
-        self.log_dict(
-            {f"{stage}/num_images": float(len(image_ids)), f"{stage}/num_detections": float(len(results))}
-        )
+        # Every rank computed the same figures from every rank's predictions (gathered above):
+        # sync_dist with max keeps them exactly and spares Lightning's "use sync_dist" warnings.
+        same = {"sync_dist": True, "reduce_fx": "max"}
+        self.log_dict(headline, prog_bar=True, **same)
+        self.log_dict(finite, **same)
+        counts = {
+            f"{stage}/num_images": float(len(image_ids)),
+            f"{stage}/num_detections": float(len(results)),
+        }
+        self.log_dict(counts, **same)
         if self.global_rank == 0:
             columns = ["class", "supercategory", "num_gt", "ap", "ap50", "ap75"]
             rows = [[c.name, c.supercategory, c.num_gt, c.ap, c.ap50, c.ap75] for c in metrics.per_class]

@@ -27,9 +27,10 @@ class NonFiniteGuard:
     """Decides per step whether a step may update the weights.
 
     A step whose total loss or gradients hold a NaN/Inf (one check after backward, before the
-    optimizer step) is skipped — no weight, optimizer or EMA update — and counted. After more than ``max_consecutive`` bad steps in a row training stops with an error
-    naming the step, the batch's image ids and the loss parts or parameters that were not finite,
-    instead of training on garbage. The check costs one scalar device-to-host sync per step.
+    optimizer step) is skipped — no weight, optimizer or EMA update — and counted. After more than
+    ``max_consecutive`` bad steps in a row training stops with an error naming the step, the batch's
+    image ids and the loss parts or parameters that were not finite, instead of training on garbage.
+    The check costs one scalar device-to-host sync per step.
     """
 
     max_consecutive: int = 10
@@ -73,8 +74,10 @@ class NonFiniteGuard:
         self.total += 1
         if self.consecutive > self.max_consecutive:
             raise NonFiniteLossError(
-                f"{self.consecutive} training steps in a row gave a NaN/Inf {what} (last: {where}); stopping. "
-                "Lower the learning rate, check the data of these images, or raise module.max_nonfinite_steps."
+                f"{self.consecutive} training steps in a row gave a NaN/Inf {what} "
+                f"(last: {where}); stopping. "
+                "Lower the learning rate, check the data of these images, "
+                "or raise module.max_nonfinite_steps."
             )
         log.warning(
             "skipped a training step with a NaN/Inf %s (%s); %d skipped so far", what, where, self.total

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
+from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
 
 
 class CSVLogger(LightningCSVLogger):
@@ -42,3 +49,38 @@ class WandbLogger(LightningWandbLogger):
         super().__init__(*args, **kwargs)
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
+
+
+def ensure_wandb_mode(cfg: DictConfig) -> None:
+    """W&B without credentials runs offline instead of asking for a login (and never hangs)."""
+    if "wandb" not in (cfg.get("logger") or {}) or os.environ.get("WANDB_MODE"):
+        return
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").is_file()
+    if not has_key:
+        os.environ["WANDB_MODE"] = "offline"
+        log.info("no W&B credentials found: logging offline (wandb sync uploads the run later)")
+
+
+def group_sweep_runs(cfg: DictConfig) -> None:
+    """In a Hydra multirun, W&B runs of one sweep share a job type (the sweep folder's name), so the
+    W&B UI groups them by experiment (``group``) and by sweep (``job_type``), and each run's name
+    carries its job number and its settings (``sweep_<time>/2 loss.dangerous_weight=4``)."""
+    if "wandb" not in (cfg.get("logger") or {}) or not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    sweep = Path(hydra_cfg.sweep.dir).name
+    settings = [o for o in hydra_cfg.overrides.task if not o.split("=", 1)[-1].startswith(("/", "."))]
+    with open_dict(cfg):
+        cfg.logger.wandb.job_type = f"sweep_{sweep}"
+        cfg.logger.wandb.tags = [*cfg.logger.wandb.get("tags", []), f"sweep_{sweep}"]
+        cfg.logger.wandb.name = f"sweep_{sweep}/{hydra_cfg.job.num} {' '.join(settings)}"[:128]
+
+
+def finish_wandb(loggers: list) -> None:
+    """Close this run's W&B run, so the next run in the same process (a demo, a test) gets its own."""
+    if any(isinstance(logger, LightningWandbLogger) for logger in loggers):
+        import wandb
+
+        wandb.finish()

@@ -11,7 +11,8 @@ Box formats (``box_format``):
   ``x1 = px - l * stride``, ``y1 = py - t * stride``, ``x2 = px + r * stride``, ``y2 = py + b * stride``.
 - ``"yolox"`` (YOLOX): ``box_regression`` holds ``(dx, dy, log w, log h)`` in stride units with the
   grid point ``(gx, gy) * stride`` as ``points``;
-  ``cx = px + dx * stride``, ``cy = py + dy * stride``, ``w = exp(log w) * stride``, ``h = exp(log h) * stride``.
+  ``cx = px + dx * stride``, ``cy = py + dy * stride``, ``w = exp(log w) * stride``,
+  ``h = exp(log h) * stride``.
 
 ``box_distribution_logits`` (optional, FCOS with a distribution box head, as in Generalized Focal
 Loss / Localization Distillation): ``[B, N, 4, R]`` logits over ``R`` bins ``0..R-1`` (stride units)

@@ -19,9 +19,10 @@ disables the rule. Map label ``K`` to the dataset's unknown category with
 :func:`detections_to_coco`, which looks it up in the class table (never a hard-coded index).
 
 What "quality" means per model family: YOLOX's objectness (trained on every point: is an object
-here?); a plain FCOS student's centerness, which is trained on foreground points only and so says
-little about background (it sits near 0.5 there — the rule is weak for plain FCOS); a DFSS student's
-centerness, which the KD loc term teaches to follow the teacher's objectness on every point.
+here?); a DFSS student's centerness, which the KD loc term teaches to follow the teacher's
+objectness on every point; a plain FCOS student's centerness is trained on foreground points only,
+sits near 0.5 on background and is no objectness (measured in ``results/quality_separation``; the
+tasks warn when the rule is on for such a model: :func:`dfss.models.checkpoints.quality_is_objectness`).
 
 Two steps: :func:`decode` turns raw outputs into boxes in input pixels and probabilities
 (:class:`DecodedOutputs`, fixed by the weights — what an exported model computes in its graph), and
@@ -32,6 +33,7 @@ deployment may change without re-exporting. :func:`postprocess` is the two in on
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -261,8 +263,11 @@ def _merge(first: Detections, second: Detections) -> Detections:
     )
 
 
-def detections_to_coco(detections: Detections, image_ids: Tensor, class_table: ClassTable) -> list[dict]:
-    """COCO results (``image_id``, ``category_id`` in the dataset's ids, ``bbox`` xywh, ``score``).
+def detections_to_coco(
+    detections: Detections, image_ids: Tensor | Sequence[int], class_table: ClassTable
+) -> list[dict]:
+    """COCO results (``image_id``, ``category_id`` in the dataset's ids, ``bbox`` xywh, ``score``);
+    ``image_ids`` one per image of the batch, a tensor or a list.
 
     Label ``K`` (the unknown rule) maps to the table's unknown category; an unknown detection with
     no unknown category in the table is an error.
@@ -271,7 +276,10 @@ def detections_to_coco(detections: Detections, image_ids: Tensor, class_table: C
     unknown_id = class_table.unknown_ids[0] if class_table.unknown_ids else None
     results = []
     boxes = detections.boxes.detach().cpu()
-    for b, image_id in enumerate(image_ids.tolist()):
+    ids = image_ids.tolist() if isinstance(image_ids, Tensor) else [int(i) for i in image_ids]
+    if len(ids) != detections.boxes.shape[0]:
+        raise ValueError(f"{len(ids)} image ids for a batch of {detections.boxes.shape[0]} images")
+    for b, image_id in enumerate(ids):
         valid = detections.valid[b].cpu()
         for (x1, y1, x2, y2), score, label in zip(
             boxes[b][valid].tolist(),

@@ -31,6 +31,17 @@ class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """The weights file does not exist."""
 
 
+def load_refusal_reason(error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it with
+    ``weights_only=False``: that runs whatever code the file carries, the one thing not to do with a
+    file one does not trust."""
+    advice = ("Weights only load failed", "Check the documentation", "Please ", "Re-running", "(1)", "(2)")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    kept = [line.split(" Please use", 1)[0] for line in lines if not line.startswith(advice)]
+    kept = [line.removeprefix("WeightsUnpickler error: ") for line in kept]
+    return " ".join(kept) or f"{type(error).__name__}: the file holds objects that are not plain tensors"
+
+
 @dataclass(frozen=True)
 class LoadReport:
     """What a weights load did."""
@@ -80,8 +91,13 @@ def state_dict_problems(
     ]
 
 
-def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = ()) -> dict[str, Tensor]:
-    """The ``name -> tensor`` dict in ``path``: a bare state dict, or one under a ``wrapper_keys`` key."""
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")  # Megvii, torchvision's references, common scripts
+DDP_PREFIX = "module."
+
+
+def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = WRAPPER_KEYS) -> dict[str, Tensor]:
+    """The ``name -> tensor`` dict in ``path``: a bare state dict, or one under a ``wrapper_keys`` key
+    (``{"model": ...}``, ``{"state_dict": ...}``), with a DDP ``module.`` prefix on every key dropped."""
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"weights file not found: {path}")
@@ -90,8 +106,9 @@ def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = ()) -> di
     except Exception as error:  # unsafe pickles, zip errors, text files: several types across versions
         raise WeightsError(
             f"{path} is not a loadable PyTorch weights file (read with weights_only=True, so pickled "
-            f"code is refused): {error}"
+            f"code is refused): {load_refusal_reason(error)}"
         ) from None
+    wrapper_keys = tuple(wrapper_keys)
     if isinstance(payload, Mapping):
         for key in wrapper_keys:
             if isinstance(payload.get(key), Mapping):
@@ -101,12 +118,19 @@ def read_state_dict(path: str | Path, *, wrapper_keys: Iterable[str] = ()) -> di
         raise WeightsError(f"{path} holds a {type(payload).__name__}, expected a state dict (name → tensor)")
     non_tensors = [str(k) for k, v in payload.items() if not isinstance(v, Tensor)]
     if non_tensors:
-        wrapped = f" or one under {sorted(wrapper_keys)}" if wrapper_keys else ""
+        wrapped = f" or one under {list(wrapper_keys)}" if wrapper_keys else ""
         raise WeightsError(
             f"{path} is not a bare state dict{wrapped}: entries {list_keys(non_tensors)} are not tensors "
             "(a training checkpoint? extract its model state dict first)"
         )
+    if all(str(k).startswith(DDP_PREFIX) for k in payload):  # saved from a DistributedDataParallel wrapper
+        return {k[len(DDP_PREFIX) :]: v for k, v in payload.items()}
     return dict(payload)
+
+
+def _batch_norm_counter(key: str) -> bool:
+    """``num_batches_tracked``: a counter, not a weight; files with or without it load alike."""
+    return key.endswith("num_batches_tracked")
 
 
 def load_weights(
@@ -115,15 +139,15 @@ def load_weights(
     *,
     class_keys: Iterable[str],
     reset_class_predictor: Callable[[], None],
-    wrapper_keys: Iterable[str] = (),
-    ignore: Callable[[str], bool] = lambda key: False,
+    wrapper_keys: Iterable[str] = WRAPPER_KEYS,
+    ignore: Callable[[str], bool] = _batch_norm_counter,
 ) -> LoadReport:
     """Copy the weights in ``path`` into ``model`` (in place), strictly.
 
     ``class_keys``: the class predictor's keys; when any of them differs in shape (another class
     count) they are all skipped and ``reset_class_predictor()`` re-initialises them. ``ignore``:
-    keys left out of the comparison on both sides (e.g. ``num_batches_tracked``). The model is
-    untouched when the file does not fit.
+    keys left out of the comparison on both sides (by default batch norm's ``num_batches_tracked``
+    counters). The model is untouched when the file does not fit.
     """
     path = Path(path)
     state = {k: v for k, v in read_state_dict(path, wrapper_keys=wrapper_keys).items() if not ignore(k)}

@@ -49,8 +49,15 @@ def log_to_wandb(results: Results, images: dict[str, Path], markdown: str) -> st
         os.environ.get("WANDB_API_KEY") or (Path.home() / ".netrc").is_file()
     ):
         os.environ["WANDB_MODE"] = "offline"
-    run = wandb.init(project="dfss", job_type="report", group="results", name=f"report_{results.plan['name']}",
-                     dir=str(results.folder), config={"plan": results.plan}, reinit="finish_previous")  # fmt: skip
+    run = wandb.init(
+        project="dfss",
+        job_type="report",
+        group="results",
+        name=f"report_{results.plan['name']}",
+        dir=str(results.folder),
+        config={"plan": results.plan},
+        reinit="finish_previous",
+    )
     try:
         run.log({f"report/{key}": wandb.Image(str(path)) for key, path in images.items()})
         table = wandb.Table(columns=["target", "measured", "status"])

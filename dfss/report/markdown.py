@@ -40,8 +40,15 @@ def _pts(x: float) -> str:
 
 def _model_table(results: Results, prefix: str) -> list[str]:
     """One row per headline model (and DFSS with the unknown rule): overall and per supercategory."""
-    header = ["model", f"{prefix} overall", f"{prefix} dangerous", f"{prefix} normal", f"{prefix} unknown",
-              "seeds", f"paper {prefix}"]  # fmt: skip
+    header = [
+        "model",
+        f"{prefix} overall",
+        f"{prefix} dangerous",
+        f"{prefix} normal",
+        f"{prefix} unknown",
+        "seeds",
+        f"paper {prefix}",
+    ]
     key = "map50" if prefix == "mAP50" else "map"
     rows = []
     for role, title in HEADLINE:
@@ -54,8 +61,14 @@ def _model_table(results: Results, prefix: str) -> list[str]:
         runs = results.sweep_runs
         alpha = runs[0].alpha
         ref = f"{paper.PAPER_UNKNOWN_MAP:.2f} (unknown mAP)" if key == "map" else "-"
-        rows.append([f"DFSS, alpha={alpha:g}, unknown rule T={choice.T:g}",
-                     *(stat(runs, key + s, choice.T).fmt() for s in SUPERS), str(len(runs)), ref])  # fmt: skip
+        rows.append(
+            [
+                f"DFSS, alpha={alpha:g}, unknown rule T={choice.T:g}",
+                *(stat(runs, key + s, choice.T).fmt() for s in SUPERS),
+                str(len(runs)),
+                ref,
+            ]
+        )
     return _table(header, rows)
 
 
@@ -68,9 +81,17 @@ def _weighted_table(results: Results) -> list[str]:
             continue
         gain_d = stat(runs, "map50_dangerous").mean - stat(base, "map50_dangerous").mean
         gain_n = stat(runs, "map50_normal").mean - stat(base, "map50_normal").mean
-        rows.append([f"alpha = {alpha:g}" + (" (DFSS)" if alpha == 1 else ""), stat(runs, "map50").fmt(),
-                     stat(runs, "map50_dangerous").fmt(), stat(runs, "map50_normal").fmt(),
-                     _pts(gain_d) if alpha != 1 else "", _pts(gain_n) if alpha != 1 else "", str(len(runs))])  # fmt: skip
+        rows.append(
+            [
+                f"alpha = {alpha:g}" + (" (DFSS)" if alpha == 1 else ""),
+                stat(runs, "map50").fmt(),
+                stat(runs, "map50_dangerous").fmt(),
+                stat(runs, "map50_normal").fmt(),
+                _pts(gain_d) if alpha != 1 else "",
+                _pts(gain_n) if alpha != 1 else "",
+                str(len(runs)),
+            ]
+        )
     ce, weighted = paper.PAPER_WEIGHTED["ce"], paper.PAPER_WEIGHTED["weighted"]
     rows.append(
         [
@@ -84,10 +105,16 @@ def _weighted_table(results: Results) -> list[str]:
         ]
     )
     rows.append(
-        ["paper: weighted loss (alpha = 2)", f"{weighted['overall']:.3f}", f"{weighted['dangerous']:.3f}",
-         f"{weighted['normal']:.3f}", _pts(weighted["dangerous"] - ce["dangerous"]),
-         _pts(weighted["normal"] - ce["normal"]), "-"]
-    )  # fmt: skip
+        [
+            "paper: weighted loss (alpha = 2)",
+            f"{weighted['overall']:.3f}",
+            f"{weighted['dangerous']:.3f}",
+            f"{weighted['normal']:.3f}",
+            _pts(weighted["dangerous"] - ce["dangerous"]),
+            _pts(weighted["normal"] - ce["normal"]),
+            "-",
+        ]
+    )
     header = [
         "model",
         "mAP50",
@@ -101,9 +128,16 @@ def _weighted_table(results: Results) -> list[str]:
 
 
 def _t_table(results: Results) -> list[str]:
-    rows = [[f"{r.T:g}" + (" (no rule)" if r.T == 0 else ""), _f(r.unknown_ap50), _f(r.unknown_recall50),
-             _f(stat(results.sweep_runs, "map50_known", r.T or None).mean), _pts(r.known_change)]
-            for r in t_sweep(results)]  # fmt: skip
+    rows = [
+        [
+            f"{r.T:g}" + (" (no rule)" if r.T == 0 else ""),
+            _f(r.unknown_ap50),
+            _f(r.unknown_recall50),
+            _f(stat(results.sweep_runs, "map50_known", r.T or None).mean),
+            _pts(r.known_change),
+        ]
+        for r in t_sweep(results)
+    ]
     return _table(["T", "unknown AP50", "unknown recall50", "known mAP50", "Δ known (points)"], rows)
 
 
@@ -116,14 +150,32 @@ def _ablation_table(results: Results) -> list[str]:
         seeds = {r.seed for r in runs}
         full = [r for r in results.arm("distill") if r.seed in seeds]
         delta = stat(runs, "map50").mean - stat(full, "map50").mean if full else math.nan
-        rows.append([f"`{variant}`", ABLATIONS.get(variant, ""), stat(runs, "map50").fmt(), stat(runs, "map").fmt(),
-                     stat(runs, "map50_dangerous").fmt(), stat(runs, "map50_normal").fmt(), _pts(delta)])  # fmt: skip
+        rows.append(
+            [
+                f"`{variant}`",
+                ABLATIONS.get(variant, ""),
+                stat(runs, "map50").fmt(),
+                stat(runs, "map").fmt(),
+                stat(runs, "map50_dangerous").fmt(),
+                stat(runs, "map50_normal").fmt(),
+                _pts(delta),
+            ]
+        )
     seeds = {r.seed for v in results.variants for r in results.arm("ablation", variant=v)}
     full = [r for r in results.arm("distill") if r.seed in seeds]
     if full:
-        rows.insert(0, ["`distill`", "all three terms, Bernoulli class KL (DFSS)", stat(full, "map50").fmt(),
-                        stat(full, "map").fmt(), stat(full, "map50_dangerous").fmt(),
-                        stat(full, "map50_normal").fmt(), ""])  # fmt: skip
+        rows.insert(
+            0,
+            [
+                "`distill`",
+                "all three terms, Bernoulli class KL (DFSS)",
+                stat(full, "map50").fmt(),
+                stat(full, "map").fmt(),
+                stat(full, "map50_dangerous").fmt(),
+                stat(full, "map50_normal").fmt(),
+                "",
+            ],
+        )
     header = ["loss", "what", "mAP50", "mAP", "dangerous mAP50", "normal mAP50", "Δ mAP50 vs DFSS (points)"]
     return _table(header, rows)
 
@@ -138,7 +190,8 @@ def _ablation_noise(results: Results) -> list[str]:
     return [
         f"Seed noise: the ablations ran with seed {', '.join(map(str, seeds))} only, and DFSS itself scored "
         f"{_f(low)} (seed {low_seed}) to {_f(high)} (seed {high_seed}) mAP50 over its {len(values)} seeds, "
-        f"{_pts(high - low).lstrip('+')} points apart: a Δ smaller than that is within seed-to-seed variation.",
+        f"{_pts(high - low).lstrip('+')} points apart: "
+        "a Δ smaller than that is within seed-to-seed variation.",
         "",
     ]
 
@@ -184,8 +237,14 @@ def _screening_table(results: Results) -> list[str]:
 
 def _runs_table(results: Results) -> list[str]:
     def row(r: Run) -> list[str]:
-        return [r.name, r.role, str(r.seed), _f(r.metrics.get("map50", math.nan)), _f(r.metrics.get("map", math.nan)),
-                _f(r.seconds_train, 0)]  # fmt: skip
+        return [
+            r.name,
+            r.role,
+            str(r.seed),
+            _f(r.metrics.get("map50", math.nan)),
+            _f(r.metrics.get("map", math.nan)),
+            _f(r.seconds_train, 0),
+        ]
 
     return _table(
         ["run", "stage", "seed", "test mAP50", "test mAP", "train s"], [row(r) for r in results.runs]
@@ -222,8 +281,10 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         "",
         *(
             [
-                f"> **Not the benchmark.** These figures come from the `{plan['name']}` plan ({plan.get('description', '')}): "
-                "they show every experiment and every table working end to end, not what the method achieves. "
+                f"> **Not the benchmark.** These figures come from the `{plan['name']}` plan "
+                f"({plan.get('description', '')}): "
+                "they show every experiment and every table working end to end, "
+                "not what the method achieves. "
                 "The GPU plan (`make results`) is the comparison that counts.",
                 "",
             ]
@@ -234,8 +295,11 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         f"- **Data**: `dfss-synth --preset {plan['synth_preset']}` (version `{synth.get('version', '?')}`, "
         f"{synth.get('image_size', '?')} px, {synth.get('num_train', '?')} / {synth.get('num_val', '?')} / "
         f"{synth.get('num_test', '?')} train / val / test images); every figure is on the **test** split.",
-        f"- **Machine**: {env.get('device', '?')} (CUDA: {env.get('cuda', '?')}), torch {env.get('torch', '?')}; "
-        f"training took {total / 60:.1f} min in all (a run resumed after an interruption counts its last part only) ({index.get('started', '?')} → {index.get('finished', 'unfinished')}){wall_clock(index)}.",
+        f"- **Machine**: {env.get('device', '?')} (CUDA: {env.get('cuda', '?')}), "
+        f"torch {env.get('torch', '?')}; "
+        f"training took {total / 60:.1f} min in all "
+        "(a run resumed after an interruption counts its last part only) "
+        f"({index.get('started', '?')} → {index.get('finished', 'unfinished')}){wall_clock(index)}.",
         f"- **Calibration** of the benchmark: {calib.target} — measured {calib.measured}: {calib.status}.",
         "- Figures are `mean ± sample std` over seeds (a single value: one seed). The paper's numbers are on "
         "its own private data: they orient, they do not compare like for like.",
@@ -260,7 +324,8 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         "## (4) Class-weighted loss (the paper's Table 1)",
         "",
         "alpha = 1 is the DFSS run itself (the same configuration and seeds). The paper fine-tuned its "
-        "weighted model from the distillation checkpoint; here every alpha trains from scratch on the same schedule.",
+        "weighted model from the distillation checkpoint; "
+        "here every alpha trains from scratch on the same schedule.",
         "",
         *_weighted_table(results),
         "",
@@ -269,31 +334,59 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
     ]
     choice = best_alpha(results)
     if choice is not None:
-        lines += [f"Best alpha by the rule of the target (largest dangerous gain with normal loss <= "
-                  f"{100 * paper.TARGET_NORMAL_LOSS:.1f} points, else the largest gain): **{choice.alpha:g}**.", ""]  # fmt: skip
+        lines += [
+            f"Best alpha by the rule of the target (largest dangerous gain with normal loss <= "
+            f"{100 * paper.TARGET_NORMAL_LOSS:.1f} points, else the largest gain): **{choice.alpha:g}**.",
+            "",
+        ]
     lines += ["## (5) Unknown threshold T (re-scoring, no retraining)", ""]
     if results.sweep_runs:
         runs = results.sweep_runs
         lines += [
-            f"The runs with alpha = {runs[0].alpha:g} ({', '.join(r.name for r in runs)}), evaluated again with the "
+            f"The runs with alpha = {runs[0].alpha:g} ({', '.join(r.name for r in runs)}), "
+            "evaluated again with the "
             "unknown rule at each T: a point whose centerness says *object* but whose best class probability "
-            "is below T is reported as `unknown`. Known mAP50 is the mean AP50 over the dangerous and normal classes.",
+            "is below T is reported as `unknown`. "
+            "Known mAP50 is the mean AP50 over the dangerous and normal classes.",
             "",
             *_t_table(results),
             "",
             f"![T sweep]({images['t_sweep']})",
             "",
         ]
-    lines += ["## (6) KD ablations", "", *_ablation_table(results), "", *_ablation_noise(results),
-              "## Per-class AP50", "", f"![per-class AP50]({images['per_class']})", "", *_per_class_table(results), "",
-              "## Precision–recall per supercategory (IoU 0.5)", "", f"![PR curves]({images['pr']})", "",
-              "## Screening operating point", "",
-              "An image alarms when any dangerous detection scores at least s. TPR: share of the test images "
-              "holding a dangerous object that alarm; FPR: share of the clean ones that do (the ROC below). "
-              "Object level: the share of dangerous objects found (right class, IoU >= 0.5) while allowing "
-              "that many false dangerous detections per image.", "",
-              *_screening_table(results), "", f"![alarm ROC]({images['roc']})", "",
-              "## Runs", "", *_runs_table(results), "",
-              "Each run is `python train.py experiment=<file> <overrides>`; `dfss-results --plan "
-              f"{plan['name']} --dry-run` prints every command of this plan. `make report` rebuilds this page.", ""]  # fmt: skip
+    lines += [
+        "## (6) KD ablations",
+        "",
+        *_ablation_table(results),
+        "",
+        *_ablation_noise(results),
+        "## Per-class AP50",
+        "",
+        f"![per-class AP50]({images['per_class']})",
+        "",
+        *_per_class_table(results),
+        "",
+        "## Precision–recall per supercategory (IoU 0.5)",
+        "",
+        f"![PR curves]({images['pr']})",
+        "",
+        "## Screening operating point",
+        "",
+        "An image alarms when any dangerous detection scores at least s. TPR: share of the test images "
+        "holding a dangerous object that alarm; FPR: share of the clean ones that do (the ROC below). "
+        "Object level: the share of dangerous objects found (right class, IoU >= 0.5) while allowing "
+        "that many false dangerous detections per image.",
+        "",
+        *_screening_table(results),
+        "",
+        f"![alarm ROC]({images['roc']})",
+        "",
+        "## Runs",
+        "",
+        *_runs_table(results),
+        "",
+        "Each run is `python train.py experiment=<file> <overrides>`; `dfss-results --plan "
+        f"{plan['name']} --dry-run` prints every command of this plan. `make report` rebuilds this page.",
+        "",
+    ]
     return "\n".join(lines)

@@ -108,8 +108,13 @@ def map_vs_epoch(results: Results, path: Path) -> Path:
                     per_epoch.setdefault(e, []).append(v)
             if per_epoch:
                 epochs = sorted(per_epoch)
-                ax.plot(epochs, [np.mean(per_epoch[e]) for e in epochs], color=ARM_COLOURS[arm],
-                        linewidth=2.2, label=f"{label} (mean of {len(runs)})")  # fmt: skip
+                ax.plot(
+                    epochs,
+                    [np.mean(per_epoch[e]) for e in epochs],
+                    color=ARM_COLOURS[arm],
+                    linewidth=2.2,
+                    label=f"{label} (mean of {len(runs)})",
+                )
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
@@ -121,8 +126,13 @@ def t_sweep_plot(results: Results, path: Path) -> Path:
     rows = t_sweep(results)
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     known = [r.known_change * 100 for r in rows]
-    ax.plot(known, [r.unknown_recall50 for r in rows], "o-", color=SUPERCATEGORY_COLOURS["unknown"],
-            label="unknown recall (IoU 0.5)")  # fmt: skip
+    ax.plot(
+        known,
+        [r.unknown_recall50 for r in rows],
+        "o-",
+        color=SUPERCATEGORY_COLOURS["unknown"],
+        label="unknown recall (IoU 0.5)",
+    )
     ax.plot(known, [r.unknown_ap50 for r in rows], "s--", color="#8c564b", label="unknown AP50")
     for r, x in zip(rows, known, strict=True):
         ax.annotate(
@@ -141,8 +151,15 @@ def alpha_plot(results: Results, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for key, supercategory in (("map50_dangerous", "dangerous"), ("map50_normal", "normal")):
         stats = [stat(results.arm("weighted", alpha=a), key) for a in results.alphas]
-        ax.errorbar(results.alphas, [s.mean for s in stats], yerr=[0 if s.n < 2 else s.std for s in stats],
-                    marker="o", capsize=3, color=SUPERCATEGORY_COLOURS[supercategory], label=supercategory)  # fmt: skip
+        ax.errorbar(
+            results.alphas,
+            [s.mean for s in stats],
+            yerr=[0 if s.n < 2 else s.std for s in stats],
+            marker="o",
+            capsize=3,
+            color=SUPERCATEGORY_COLOURS[supercategory],
+            label=supercategory,
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(results.alphas, [f"{a:g}" for a in results.alphas])
     ax.set_xlabel("alpha (weight of dangerous classes)")

@@ -172,7 +172,10 @@ def calibration(results: Results) -> Verdict:
         records = calibration_records(folder, benchmark, version)
         if records:
             path, record = records[-1]
-            where = f"calibrated by the GPU plan's teacher trained on the CPU: test mAP50 {record['teacher_test_map50']:.3f}, `{_shown(path)}`"
+            where = (
+                "calibrated by the GPU plan's teacher trained on the CPU: "
+                f"test mAP50 {record['teacher_test_map50']:.3f}, `{_shown(path)}`"
+            )
         else:
             where = f"no calibration record of that version; its calibration runs: `{_shown(folder)}/`"
         measured = (
@@ -188,7 +191,7 @@ def calibration(results: Results) -> Verdict:
 
 
 def calibration_records(folder: Path, preset: str, version: str) -> list[tuple[Path, dict]]:
-    """The ``calibration.json`` files under ``folder`` (``bench/calibrate_cpu.py``'s) that put
+    """The ``calibration.json`` files under ``folder`` (``experiments/calibrate_cpu.py``'s) that put
     ``preset`` at ``version`` in range, in name order. Records without a version (written before
     they named it) and out-of-range tries calibrate nothing."""
     found = []

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                         else ""
                     )
                     print(
-                        f"{spec.name}: train.py experiment={spec.experiment} {' '.join(spec.overrides)}{teacher}"
+                        f"{spec.name}: train.py experiment={spec.experiment} "
+                        f"{' '.join(spec.overrides)}{teacher}"
                     )
             return 0
         start = time.perf_counter()

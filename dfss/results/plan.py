@@ -1,6 +1,6 @@
 """A results plan: which runs the paper's experiments need, as Hydra overrides.
 
-A plan (``dfss/conf/results/<name>.yaml``) names an experiment file and extra overrides for each
+A plan (``dfss/results/plans/<name>.yaml``) names an experiment file and extra overrides for each
 stage — (1) teacher, (2) student, (3) distill, (4) weighted alpha, (6) KD ablations — the seeds, and
 the unknown thresholds (5) to re-score with. :func:`expand` turns it into the ordered list of
 :class:`RunSpec`: every run is exactly ``train.py experiment=<file> <overrides>`` with its seed and,
@@ -81,7 +81,7 @@ class RunSpec:
 
 
 def plan_names() -> list[str]:
-    folder = resources.files("dfss.conf").joinpath("results")
+    folder = resources.files("dfss.results").joinpath("plans")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -93,7 +93,7 @@ def load_plan(name_or_path: str, data_dir: str | None = None) -> Plan:
             raise ConfigError(f"results plan {path} does not exist")
         text = path.read_text(encoding="utf-8")
     else:
-        entry = resources.files("dfss.conf").joinpath("results", f"{name_or_path}.yaml")
+        entry = resources.files("dfss.results").joinpath("plans", f"{name_or_path}.yaml")
         if not entry.is_file():
             raise ConfigError(f"no results plan {name_or_path!r}; available: {plan_names()} or a .yaml path")
         text = entry.read_text(encoding="utf-8")
@@ -177,8 +177,13 @@ def expand(plan: Plan) -> list[RunSpec]:
         add("distill", f"distill_s{seed}", seed)
     for alpha in plan.stages["weighted"].alphas:
         for seed in plan.seeds_of("weighted"):
-            add("weighted", f"weighted_a{_alpha_name(alpha)}_s{seed}", seed,
-                (f"loss.dangerous_weight={alpha:g}",), alpha=alpha)  # fmt: skip
+            add(
+                "weighted",
+                f"weighted_a{_alpha_name(alpha)}_s{seed}",
+                seed,
+                (f"loss.dangerous_weight={alpha:g}",),
+                alpha=alpha,
+            )
     for option in plan.stages["ablation"].options:
         for seed in plan.seeds_of("ablation"):
             add("ablation", f"ablation_{option}_s{seed}", seed, (f"loss={option}",), variant=option)

@@ -43,8 +43,8 @@ import torch
 import yaml
 
 from dfss.config import compose_config
+from dfss.device import describe_device
 from dfss.errors import ConfigError, UserError, exit_on_user_error
-from dfss.eval.predict import describe_device
 from dfss.precision import native_bf16
 from dfss.results.plan import Plan, RunSpec, expand
 
@@ -103,7 +103,8 @@ def _train(spec: RunSpec, run_dir: Path, out: Path, quiet: bool = False) -> None
 
 
 def evaluate_checkpoint(eval_overrides, ckpt: Path, eval_dir: Path, T: float | None) -> dict[str, float]:
-    """`evaluate.py` of ``ckpt`` into ``eval_dir`` with the plan's eval overrides and the unknown rule at T."""
+    """`evaluate.py` of ``ckpt`` into ``eval_dir`` with the plan's eval overrides and the unknown rule
+    at T."""
     from dfss.evaluate import run as evaluate
 
     threshold = ["threshold=none"] if not T else ["threshold=unknown", f"threshold.T={T:g}"]
@@ -114,8 +115,13 @@ class RunFailed(UserError):
     """Some runs of a parallel plan failed; the message names each with its exit status and log."""
 
 
-def run_one(eval_overrides: tuple[str, ...] | list[str], spec: RunSpec, out: Path,
-            thresholds: list[float | None], quiet: bool = False) -> dict[str, Any]:  # fmt: skip
+def run_one(
+    eval_overrides: tuple[str, ...] | list[str],
+    spec: RunSpec,
+    out: Path,
+    thresholds: list[float | None],
+    quiet: bool = False,
+) -> dict[str, Any]:
     """Train ``spec`` (unless done; resuming a cut run) and evaluate it at each T (None: no rule).
 
     Returns what ``index.json`` keeps of it: seconds spent, the evaluation folder of each T, and
@@ -212,10 +218,17 @@ def run_parallel(
                     done += 1
                     continue
                 job = logs / f"{spec.name}.job.json"
-                job.write_text(json.dumps({
-                    "eval": list(plan.eval), "spec": asdict(spec), "out": str(out),
-                    "thresholds": thresholds_of[spec.name], "result": str(logs / f"{spec.name}.result.json"),
-                }))  # fmt: skip
+                job.write_text(
+                    json.dumps(
+                        {
+                            "eval": list(plan.eval),
+                            "spec": asdict(spec),
+                            "out": str(out),
+                            "thresholds": thresholds_of[spec.name],
+                            "result": str(logs / f"{spec.name}.result.json"),
+                        }
+                    )
+                )
                 with (logs / f"{spec.name}.log").open("a") as log_file:
                     command = [sys.executable, "-m", "dfss.results.runner", str(job)]
                     process = subprocess.Popen(
@@ -227,9 +240,16 @@ def run_parallel(
                     )
                 running[spec.name] = (process, spec, time.perf_counter())
                 started += 1
-                log.info("[%d/%d] %s started (%d running, log %s): experiment=%s %s", started, len(specs),
-                         spec.name, len(running), logs / f"{spec.name}.log", spec.experiment,
-                         " ".join(spec.overrides))  # fmt: skip
+                log.info(
+                    "[%d/%d] %s started (%d running, log %s): experiment=%s %s",
+                    started,
+                    len(specs),
+                    spec.name,
+                    len(running),
+                    logs / f"{spec.name}.log",
+                    spec.experiment,
+                    " ".join(spec.overrides),
+                )
             time.sleep(0.5)
             for name, (process, spec, start) in list(running.items()):
                 code = process.poll()
@@ -242,8 +262,13 @@ def run_parallel(
                     result_file.unlink()
                     (logs / f"{name}.job.json").unlink(missing_ok=True)  # kept only for a failed run
                     done += 1
-                    log.info("%s finished in %.0f s (%d of %d done)", name, time.perf_counter() - start,
-                             done, len(specs))  # fmt: skip
+                    log.info(
+                        "%s finished in %.0f s (%d of %d done)",
+                        name,
+                        time.perf_counter() - start,
+                        done,
+                        len(specs),
+                    )
                 else:
                     lines = (
                         log_file.read_text(errors="replace").strip().splitlines()
@@ -279,8 +304,10 @@ def check_accelerator(plan: Plan, specs: list[RunSpec]) -> None:
         cfg = compose_config("train", [f"experiment={spec.experiment}", *spec.overrides], "unused")
         if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda"):
             raise ConfigError(
-                f"plan {plan.name!r} trains on a GPU ({spec.name}: trainer.accelerator={cfg.trainer.accelerator}) "
-                "and this machine has none; run the CPU plan instead: dfss-results --plan cpu (make results PLAN=cpu)"
+                f"plan {plan.name!r} trains on a GPU "
+                f"({spec.name}: trainer.accelerator={cfg.trainer.accelerator}) "
+                "and this machine has none; run the CPU plan instead: "
+                "dfss-results --plan cpu (make results PLAN=cpu)"
             )
 
 
@@ -356,8 +383,14 @@ def run_plan(
     try:
         if jobs <= 1:
             for number, spec in enumerate(specs, start=1):
-                log.info("[%d/%d] %s: experiment=%s %s", number, len(specs), spec.name, spec.experiment,
-                         " ".join(spec.overrides))  # fmt: skip
+                log.info(
+                    "[%d/%d] %s: experiment=%s %s",
+                    number,
+                    len(specs),
+                    spec.name,
+                    spec.experiment,
+                    " ".join(spec.overrides),
+                )
                 # A planned teacher ran (or raised) before its students; an unplanned one was checked above.
                 record(spec, run_one(plan.eval, spec, out, thresholds_of[spec.name]))
         else:

@@ -1,4 +1,4 @@
-"""The generator's configuration: a frozen dataclass and the presets in ``dfss/conf/synth/*.yaml``."""
+"""The generator's configuration: a frozen dataclass and the presets in ``dfss/synth/presets/*.yaml``."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def config_from_mapping(mapping: dict) -> SynthConfig:
 
 
 def preset_names() -> list[str]:
-    folder = resources.files("dfss.conf").joinpath("synth")
+    folder = resources.files("dfss.synth").joinpath("presets")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -100,7 +100,7 @@ def load_preset(name_or_path: str) -> SynthConfig:
     if name_or_path.endswith((".yaml", ".yml")):
         text = Path(name_or_path).read_text(encoding="utf-8")
     else:
-        entry = resources.files("dfss.conf").joinpath("synth", f"{name_or_path}.yaml")
+        entry = resources.files("dfss.synth").joinpath("presets", f"{name_or_path}.yaml")
         if not entry.is_file():
             raise ValueError(f"no synth preset {name_or_path!r}; available: {preset_names()}")
         text = entry.read_text(encoding="utf-8")

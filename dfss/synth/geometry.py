@@ -81,10 +81,6 @@ def transform(
     return (np.asarray(xy) @ rot.T) * scale + np.array([dx, dy])
 
 
-def mirror_x(xy: np.ndarray) -> np.ndarray:
-    return np.asarray(xy) * np.array([-1.0, 1.0])
-
-
 def mirror_y(xy: np.ndarray) -> np.ndarray:
     return np.asarray(xy) * np.array([1.0, -1.0])
 
@@ -139,11 +135,6 @@ def inset_directions(xy: np.ndarray) -> np.ndarray:
     bisector /= np.maximum(np.sqrt(np.sum(bisector * bisector, axis=1, keepdims=True)), 1e-12)
     cos_half = np.clip(np.sum(bisector * normal, axis=1, keepdims=True), 0.5, 1.0)
     return bisector / cos_half
-
-
-def offset_polygon(xy: np.ndarray, inset: float) -> np.ndarray:
-    """The polygon with every edge moved inwards by ``inset`` (outwards when negative)."""
-    return np.asarray(xy, dtype=np.float64) + inset * inset_directions(xy)
 
 
 def stroke_polygon(xy: np.ndarray, width: float) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Generate the splits: render each scan from its own RNG, write images and COCO json files.
 
 Image ``i`` of a split uses ``SeedSequence([seed, split_number, i])``, so the output is byte-identical
-whatever the worker count. Layout: ``images/<split>/<id:06d>.jpg`` (or ``.png``), ``annotations/<split>.json``,
-``synth.yaml``. Each json is written to a temporary file and renamed; ``test.json`` comes last, so
-its presence means the set is complete.
+whatever the worker count. Layout: ``images/<split>/<id:06d>.jpg`` (or ``.png``),
+``annotations/<split>.json``, ``synth.yaml``. Each json is written to a temporary file and renamed;
+``test.json`` comes last, so its presence means the set is complete.
 """
 
 from __future__ import annotations

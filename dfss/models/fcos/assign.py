@@ -44,7 +44,8 @@ class FCOSTargets:
 def pad_ground_truth(
     gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor], device: torch.device | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Pad per-image boxes/labels to ``G = max(1, max_i G_i)``: ``boxes [B, G, 4]``, ``labels [B, G]``, ``valid [B, G]``."""
+    """Pad per-image boxes/labels to ``G = max(1, max_i G_i)``: ``boxes [B, G, 4]``, ``labels [B, G]``,
+    ``valid [B, G]``."""
     if len(gt_boxes) != len(gt_labels):
         raise ValueError(f"{len(gt_boxes)} box tensors but {len(gt_labels)} label tensors")
     for i, (boxes_i, labels_i) in enumerate(zip(gt_boxes, gt_labels, strict=True)):

@@ -125,7 +125,8 @@ class FCOSRegressionHead(nn.Module):
         self.register_buffer("bins", torch.arange(self.num_bins, dtype=torch.float32), persistent=False)
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Returns ``(box_regression [B, N, 4], ctrness_logits [B, N], box_distribution_logits [B, N, 4, R] | None)``."""
+        """Returns ``(box_regression [B, N, 4], ctrness_logits [B, N],
+        box_distribution_logits [B, N, 4, R] | None)``."""
         if self.scales is not None and len(features) != len(self.scales):
             raise ValueError(f"head has {len(self.scales)} level scales, got {len(features)} levels")
         box_per_level, ctrness_per_level = [], []

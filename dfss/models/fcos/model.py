@@ -27,10 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dfss.errors import ConfigError
 from dfss.models.fcos.backbone import TimmFPNBackbone, resnet50_fpn_backbone
 from dfss.models.fcos.head import FCOSHead
-from dfss.models.fcos.weights import load_torchvision_fcos_weights
+from dfss.models.fcos.weights import load_fcos_weights
 from dfss.models.outputs import DenseOutputs
 
 
@@ -150,11 +149,13 @@ def fcos_r50(
 ) -> FCOS:
     """torchvision's ``fcos_resnet50_fpn`` architecture (ResNet-50, FPN, GN head, no scales).
 
-    ``weights``: a local ``fcos_resnet50_fpn_coco-*.pth`` (bare state dict); the class logits layer
-    is re-initialised when ``num_classes`` differs from the file's (logged). The defaults are
-    torchvision's: with weights, frozen batch norm and 3 trainable stages (its recipe for pretrained
-    weights); without, learning batch norm and every stage trainable (``norm="auto"``,
-    ``trainable_backbone_layers=None``), as ``fcos_resnet50_fpn(weights=None)`` builds it.
+    ``weights``: a local ``fcos_resnet50_fpn_coco-*.pth`` or any state dict of this model
+    (:func:`~dfss.models.fcos.weights.load_fcos_weights`); the class logits layer is re-initialised
+    when ``num_classes`` differs from the file's (logged). The defaults are torchvision's: with
+    weights, frozen batch norm and 3 trainable stages (its recipe for pretrained weights); without,
+    learning batch norm and every stage trainable (``norm="auto"``, ``trainable_backbone_layers=None``),
+    as ``fcos_resnet50_fpn(weights=None)`` builds it. ``norm="bn"`` with weights fine-tunes the batch
+    norm from the file's statistics.
     ``box_head="distribution"`` or ``use_scales=True`` depart from torchvision's model (and then a
     torchvision checkpoint no longer fits the box layer: an error).
     """
@@ -162,11 +163,6 @@ def fcos_r50(
         norm = "frozen_bn" if weights is not None else "bn"
     if trainable_backbone_layers is None:
         trainable_backbone_layers = 3 if weights is not None else 5
-    if weights is not None and norm != "frozen_bn":
-        raise ConfigError(
-            f"model.net.norm={norm} cannot load {weights}: torchvision's FCOS weights are for the frozen "
-            "batch norm they were trained with (norm=frozen_bn)"
-        )
     backbone = resnet50_fpn_backbone(trainable_layers=trainable_backbone_layers, norm=norm)
     model = FCOS(
         backbone,
@@ -177,7 +173,7 @@ def fcos_r50(
         use_scales=use_scales,
     )
     if weights is not None:
-        load_torchvision_fcos_weights(model, weights)
+        load_fcos_weights(model, weights)
     return model
 
 
@@ -192,12 +188,14 @@ def fcos_timm(
     use_scales: bool = True,
     point_offset: float = 0.5,
     num_convs: int = 4,
+    weights: str | Path | None = None,
 ) -> FCOS:
-    """FCOS on any timm backbone with strides 8/16/32 (``pretrained_backbone`` needs timm's cache)."""
+    """FCOS on any timm backbone with strides 8/16/32 (``pretrained_backbone`` needs timm's cache);
+    ``weights``: a local state dict of this model (:func:`~dfss.models.fcos.weights.load_fcos_weights`)."""
     backbone = TimmFPNBackbone(
         backbone_name, out_channels=fpn_channels, pretrained=pretrained_backbone, out_indices=out_indices
     )
-    return FCOS(
+    model = FCOS(
         backbone,
         num_classes,
         point_offset=point_offset,
@@ -206,6 +204,9 @@ def fcos_timm(
         use_scales=use_scales,
         num_convs=num_convs,
     )
+    if weights is not None:
+        load_fcos_weights(model, weights)
+    return model
 
 
 def _timm_variant(name: str, backbone_name: str, fpn_channels: int, summary: str) -> Callable[..., FCOS]:
@@ -228,9 +229,11 @@ fcos_r18 = _timm_variant(
     "FCOS with a timm ResNet-18 backbone (C3–C5), FPN P3–P7, per-level scales, centred points.",
 )
 fcos_mobilenetv3 = _timm_variant(
-    "fcos_mobilenetv3", "mobilenetv3_large_100", 128,
+    "fcos_mobilenetv3",
+    "mobilenetv3_large_100",
+    128,
     "FCOS with a timm MobileNetV3-Large 1.0 backbone, a 128-channel FPN P3–P7 and head.",
-)  # fmt: skip
+)
 
 
 FCOS_VARIANTS: MappingProxyType[str, Callable[..., FCOS]] = MappingProxyType(

@@ -125,6 +125,7 @@ def build_yolox(
     variant: str,
     num_classes: int,
     *,
+    weights: str | Path | None = None,
     weights_path: str | Path | None = None,
     input_normalization: InputNormalization = OFFICIAL_INPUT,
     act: str = "silu",
@@ -132,8 +133,9 @@ def build_yolox(
 ) -> YOLOX:
     """A YOLOX variant with official initialisation, optionally loading an official checkpoint.
 
-    With ``weights_path`` the class head is re-initialised when the checkpoint's class count
-    differs (see :func:`~dfss.models.yolox.weights.load_official_checkpoint`).
+    ``weights``: a local official checkpoint or state dict (``weights_path``, its former name, is still
+    taken); the class head is re-initialised when the file's class count differs (see
+    :func:`~dfss.models.yolox.weights.load_official_checkpoint`).
     """
     if variant not in SIZES:
         raise ConfigError(f"unknown YOLOX variant {variant!r}; choose from {sorted(SIZES)}")
@@ -141,8 +143,10 @@ def build_yolox(
     backbone = YOLOPAFPN(size.depth, size.width, depthwise=size.depthwise, act=act)
     head = YOLOXHead(num_classes, size.width, act=act, depthwise=size.depthwise, prior_prob=prior_prob)
     model = YOLOX(backbone, head, input_normalization)
-    if weights_path is not None:
-        load_official_checkpoint(model, weights_path)
+    if weights is not None and weights_path is not None:
+        raise ConfigError("give the weights file once: model.net.weights (weights_path is its former name)")
+    if (weights or weights_path) is not None:
+        load_official_checkpoint(model, weights or weights_path)
     return model
 
 

@@ -13,23 +13,21 @@ naming the keys and shapes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from torch import nn
 
 from dfss.models.weights import LoadReport, WeightsError, load_weights
-
-if TYPE_CHECKING:
-    from dfss.models.yolox.model import YOLOX
 
 CLASS_HEAD_PREFIX = "head.cls_preds."
 CheckpointMismatchError = WeightsError  # the name YOLOX users look for
 
 
-def load_official_checkpoint(model: YOLOX, path: str | Path) -> LoadReport:
-    """Copy an official YOLOX checkpoint into ``model`` (in place); see the module docstring."""
+def load_official_checkpoint(model: nn.Module, path: str | Path) -> LoadReport:
+    """Copy an official YOLOX checkpoint into ``model`` (a :class:`~dfss.models.yolox.model.YOLOX`, in
+    place); see the module docstring."""
     return load_weights(
         model,
         path,
         class_keys=[k for k in model.state_dict() if k.startswith(CLASS_HEAD_PREFIX)],
         reset_class_predictor=model.head.reset_class_predictors,
-        wrapper_keys=("model",),
     )

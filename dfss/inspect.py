@@ -20,6 +20,7 @@ import lightning as L
 from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from dfss.config import data_of
 from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.viz import draw_boxes, save_grid
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Inspect ``cfg.data``'s ``cfg.split``; returns the figures it printed."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule: XrayDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule: XrayDataModule = hydra.utils.instantiate(data_of(cfg, "dfss-inspect"))
     table = datamodule.class_table
     log.info("classes of %s:\n%s", datamodule.ann_path("train"), table.describe())
     datamodule.setup(STAGE_OF_SPLIT[cfg.split])
@@ -66,8 +67,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     )
             progress.advance(task)
     seconds = time.perf_counter() - start
+    split_size = len(datamodule.datasets[cfg.split])
     figures = {
         "split": cfg.split,
+        "split_images": split_size,
         "num_images": num_images,
         "num_boxes": num_boxes,
         "boxes_per_image": num_boxes / max(num_images, 1),
@@ -88,6 +91,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         figures["images_per_s"],
         datamodule.num_workers,
     )
+    if num_images < split_size:
+        cause = (
+            f"num_batches={cfg.num_batches} loaded {total} of {len(loader)} batches"
+            if total < len(loader)
+            else f"training batches of {loader.batch_size} drop the last, partial one"
+        )
+        log.info("%d of the split's %d images were loaded: %s", num_images, split_size, cause)
     log.info("boxes per class: %s", figures["boxes_per_class"])
     if samples:
         log.info("augmented samples drawn to %s", figures["samples"])

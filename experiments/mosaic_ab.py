@@ -10,10 +10,11 @@ augmentation (mosaic 1.0, mixup 0.5, L1 from epoch 25) in three arms and prints 
 * ``zoom``: the default window zoom ``(0.6, 1.8)``, never closed;
 * ``zoom+close``: the default zoom, mosaic and mixup off from epoch 25 (the teacher experiment now).
 
-    python bench/mosaic_ab.py [--seeds 1 2] [--jobs 2] [--out results/mosaic_ab]
+    python experiments/mosaic_ab.py [--seeds 1 2] [--jobs 2] [--out results/mosaic_ab]
 
-Each run is its own process (the results runner's ``run_parallel``, logs in ``<out>/logs/``), one torch thread, ``--jobs`` at a time, about 4 minutes
-each on this project's CPU; finished runs are not retrained. Writes ``<out>/summary.json`` and the table, ``<out>/summary.md``.
+Each run is its own process (the results runner's ``run_parallel``, logs in ``<out>/logs/``), one
+torch thread, ``--jobs`` at a time, about 4 minutes each on this project's CPU; finished runs are
+not retrained. Writes ``<out>/summary.json`` and the table, ``<out>/summary.md``.
 """
 
 from __future__ import annotations
@@ -54,16 +55,35 @@ def main(argv: list[str] | None = None) -> dict:
     plan = load_plan("cpu", args.data_dir)
     ensure_data(plan, workers=os.cpu_count() or 1)
     out = Path(args.out).resolve()
-    base = [f"experiment={plan.stages['teacher'].experiment}", *plan.common, *COMMON,
-            f"trainer.max_epochs={args.epochs}", "data.num_workers=1"]  # fmt: skip
+    base = [
+        f"experiment={plan.stages['teacher'].experiment}",
+        *plan.common,
+        *COMMON,
+        f"trainer.max_epochs={args.epochs}",
+        "data.num_workers=1",
+    ]
     # Each arm is a teacher run of the results runner: its own process, resumed when cut, evaluated once.
-    specs = [RunSpec(name=f"{arm}_s{seed}", role="teacher", experiment=plan.stages["teacher"].experiment,
-                     seed=seed, overrides=(*base[1:], *ARMS[arm], f"seed={seed}"))
-             for seed in args.seeds for arm in ARMS]  # fmt: skip
+    specs = [
+        RunSpec(
+            name=f"{arm}_s{seed}",
+            role="teacher",
+            experiment=plan.stages["teacher"].experiment,
+            seed=seed,
+            overrides=(*base[1:], *ARMS[arm], f"seed={seed}"),
+        )
+        for seed in args.seeds
+        for arm in ARMS
+    ]
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    failures = run_parallel(plan, specs, out, {spec.name: [None] for spec in specs}, args.jobs,
-                            lambda spec, result: seconds.update({spec.name: result.get("seconds_train", 0.0)}))  # fmt: skip
+    failures = run_parallel(
+        plan,
+        specs,
+        out,
+        {spec.name: [None] for spec in specs},
+        args.jobs,
+        lambda spec, result: seconds.update({spec.name: result.get("seconds_train", 0.0)}),
+    )
     if failures:
         raise SystemExit("\n".join(failures))
     earlier = (
@@ -82,8 +102,11 @@ def main(argv: list[str] | None = None) -> dict:
         )
     summary = {"arms": {arm: ARMS[arm] for arm in ARMS}, "common": base, "runs": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    lines = [f"# test split of {args.data_dir}, seeds {args.seeds}, mean ± std over seeds",
-             "| arm | " + " | ".join(KEYS) + " |", "|---|" + "---|" * len(KEYS)]  # fmt: skip
+    lines = [
+        f"# test split of {args.data_dir}, seeds {args.seeds}, mean ± std over seeds",
+        "| arm | " + " | ".join(KEYS) + " |",
+        "|---|" + "---|" * len(KEYS),
+    ]
     for arm, values in rows.items():
         cells = []
         for key in KEYS:

@@ -2,7 +2,7 @@
 # Issue 7's `make results` on a lent GPU machine (its Python has torch, lightning, timm, matplotlib
 # and rich, but no venv, hydra, omegaconf or pycocotools):
 #   here:        bash ../shared/tools/device-wheels.sh
-#   GPU machine: bash bench/gpu_results.sh               (the device tool: carry .whl; timeout_s 600)
+#   GPU machine: bash tools/gpu_results.sh               (the device tool: carry .whl; timeout_s 600)
 #   here again:  mkdir -p results/gpu && tar xzf <files_at>/results_gpu.tar.gz -C results/gpu \
 #                && dfss-report --results results/gpu   # docs/results.md + plots
 # The device tool brings back at most 8 files from $OUT, 2 folders deep, so every run's metrics,
@@ -13,7 +13,7 @@
 # With 15 device minutes in all, run `bench/gpu_run.sh` (issue 6, timeout_s 330) first, then this with
 # LIMIT = budget_left_s - 150 and timeout_s = LIMIT + 75 (the runs in flight get up to 60 s to save).
 set -euo pipefail
-source bench/_device_env.sh  # wheels, paths, preflight
+source tools/device_env.sh  # wheels, paths, preflight
 export WANDB_MODE=disabled COLUMNS=160
 plan=${PLAN:-gpu}; plan=${plan##*/}
 work=/tmp/dfss-results/${plan%.y*ml}

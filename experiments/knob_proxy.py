@@ -1,4 +1,4 @@
-"""Which scene knob makes the ``results`` preset harder, and by how much: a cheap proxy before a
+r"""Which scene knob makes the ``results`` preset harder, and by how much: a cheap proxy before a
 calibration try.
 
 A calibration try trains the GPU plan's teacher for 30 epochs (some 3 hours on this project's CPU).
@@ -15,9 +15,11 @@ the script refuses a round whose base is not the current preset, so an old table
 A round is rerun at a commit where the preset had its version (results/calibration/README.md):
 
     # before try 3 (results-1.0): try 2's teacher
-    python bench/knob_proxy.py --round try3 --ckpt results/calibration/teacher_try2/checkpoints/last.ckpt
+    python experiments/knob_proxy.py --round try3 \
+        --ckpt results/calibration/teacher_try2/checkpoints/last.ckpt
     # before try 4 (results-1.1): try 3's teacher
-    python bench/knob_proxy.py --round try4 --ckpt results/calibration/teacher_try3/checkpoints/last.ckpt
+    python experiments/knob_proxy.py --round try4 \
+        --ckpt results/calibration/teacher_try3/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     version, variants = ROUNDS[args.round]
     if base.version != version:
         parser.error(
-            f"round {args.round!r} changes knobs of preset version {version!r}, but {args.preset!r} is {base.version!r}"
+            f"round {args.round!r} changes knobs of preset version {version!r}, "
+            f"but {args.preset!r} is {base.version!r}"
         )
     unknown = sorted(set(args.only or ()) - set(variants))
     if unknown:
@@ -137,19 +140,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
         plan = load_plan("gpu", str(root))  # its eval overrides, on this variant's set
         metrics = evaluate_checkpoint(plan.eval, Path(args.ckpt), Path(args.out) / name, None)
-        row = {"variant": name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()},
-               "map50": metrics["map50"], "map50_dangerous": metrics["map50_dangerous"],
-               "map50_normal": metrics["map50_normal"], "map_small": metrics["map_small"]}  # fmt: skip
+        row = {
+            "variant": name,
+            "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()},
+            "map50": metrics["map50"],
+            "map50_dangerous": metrics["map50_dangerous"],
+            "map50_normal": metrics["map50_normal"],
+            "map_small": metrics["map_small"],
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     reference = next((r["map50"] for r in rows if r["variant"] == "preset"), None)
     print(
-        "\n| variant | knobs | test mAP50 | Δ vs preset | dangerous | normal | mAP small |\n|---|---|---|---|---|---|---|"
+        "\n| variant | knobs | test mAP50 | Δ vs preset | dangerous | normal | mAP small |\n"
+        "|---|---|---|---|---|---|---|"
     )
     for r in rows:
         delta = "" if reference is None else f"{100 * (r['map50'] - reference):+.1f} pts"
-        print(f"| {r['variant']} | {r['knobs'] or '-'} | {r['map50']:.3f} | {delta} | "
-              f"{r['map50_dangerous']:.3f} | {r['map50_normal']:.3f} | {r['map_small']:.3f} |")  # fmt: skip
+        print(
+            f"| {r['variant']} | {r['knobs'] or '-'} | {r['map50']:.3f} | {delta} | "
+            f"{r['map50_dangerous']:.3f} | {r['map50_normal']:.3f} | {r['map_small']:.3f} |"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = out / "summary.json"  # rows of earlier invocations (--only) are kept, a variant's newest wins

@@ -9,8 +9,6 @@ unknown rule's label to the data set's unknown category).
 
 from __future__ import annotations
 
-import os
-import platform
 from dataclasses import asdict
 from typing import Any
 
@@ -19,33 +17,12 @@ from torch import nn
 
 from dfss.data.datamodule import XrayDataModule
 from dfss.errors import ConfigError
-from dfss.lit.checkpoints import weights_kind
+from dfss.models.checkpoints import weights_kind
 from dfss.models.outputs import DenseOutputs
 from dfss.models.postprocess import PostProcessConfig, detections_to_coco, postprocess
 from dfss.precision import FP32, autocast
 
 EVAL_SPLITS = ("val", "test")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is the GPU when there is one, else the CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu or device=auto")
-    return device
-
-
-def describe_device(device: torch.device) -> str:
-    """The GPU's name, or the CPU with its core and torch thread counts."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    processor = platform.processor() or platform.machine()
-    return f"CPU ({processor}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 def inference_facts(

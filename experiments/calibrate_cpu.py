@@ -1,6 +1,6 @@
 """Calibrate the ``results`` preset without a GPU: the GPU plan's teacher, trained on the CPU.
 
-The GPU plan (``dfss/conf/results/gpu.yaml``) fixes the teacher's schedule in epochs — YOLOX-s,
+The GPU plan (``dfss/results/plans/gpu.yaml``) fixes the teacher's schedule in epochs — YOLOX-s,
 30 epochs, batch 32, on the 320 px ``results`` set — so its test mAP50, the figure the preset is
 calibrated on (0.60-0.75), does not depend on the machine that trains it. This script runs exactly
 that stage's config (read from the plan, so the two cannot drift apart) with ``trainer=cpu``
@@ -13,8 +13,8 @@ About 10 minutes an epoch on one core of this project's machine, so some 5 hours
 again after an interruption (a session's end) and it continues from ``last.ckpt``; a finished run
 is only evaluated.
 
-    python bench/calibrate_cpu.py                      # results/calibration/teacher_try1
-    python bench/calibrate_cpu.py --name teacher_try2  # another try (after changing the preset)
+    python experiments/calibrate_cpu.py                      # results/calibration/teacher_try1
+    python experiments/calibrate_cpu.py --name teacher_try2  # another try (after changing the preset)
 """
 
 from __future__ import annotations
@@ -73,10 +73,18 @@ def main(argv: list[str] | None = None) -> dict:
         if in_calibration_range(map50)
         else "out of range: change scene knobs only"
     )
-    summary = {"run": str(run_dir), "teacher_test_map50": map50, "range": list(CALIBRATION_RANGE), "verdict": verdict,
-               "map50_dangerous": metrics.get("map50_dangerous"), "map50_normal": metrics.get("map50_normal"),
-               # which benchmark this calibrates: dfss-report quotes the record of the preset's version
-               "preset": plan.synth_preset, "preset_version": preset.version, "data_dir": plan.data_dir}  # fmt: skip
+    summary = {
+        "run": str(run_dir),
+        "teacher_test_map50": map50,
+        "range": list(CALIBRATION_RANGE),
+        "verdict": verdict,
+        "map50_dangerous": metrics.get("map50_dangerous"),
+        "map50_normal": metrics.get("map50_normal"),
+        # which benchmark this calibrates: dfss-report quotes the record of the preset's version
+        "preset": plan.synth_preset,
+        "preset_version": preset.version,
+        "data_dir": plan.data_dir,
+    }
     write_json_atomic(run_dir / "calibration.json", summary, indent=2)  # dfss-report reads it
     print(json.dumps(summary))
     return summary

@@ -7,6 +7,7 @@ and class list (``dfss_classes``), so the model is rebuilt exactly as it was tra
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from torch import nn
 from dfss.data.classes import ClassTable
 from dfss.errors import UserError
 from dfss.models.postprocess import PostProcessConfig
+from dfss.models.weights import load_refusal_reason
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(UserError):
@@ -33,7 +37,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     except Exception as exc:  # pickle.UnpicklingError for unsafe payloads, RuntimeError for corrupt zips
         raise CheckpointError(
             f"cannot load {path} safely (weights_only=True; a file carrying pickled code is refused, a "
-            f"truncated file is unreadable): {exc}"
+            f"truncated file is unreadable): {load_refusal_reason(exc)}"
         ) from None
 
 
@@ -87,6 +91,33 @@ def postprocess_config_of(checkpoint: dict[str, Any]) -> PostProcessConfig:
     return instantiate(node) if node else PostProcessConfig()
 
 
+def quality_is_objectness(checkpoint: dict[str, Any]) -> bool:
+    """Whether the model's quality output says "an object is here" on every point, which the unknown
+    rule needs: YOLOX's objectness (trained on every point) and a DFSS student's centerness when the
+    KD loc term taught it the teacher's objectness on every point (``lambda_loc > 0``,
+    ``loc_points="all"``) do; a plain FCOS's centerness, trained on foreground points only, does not."""
+    config = checkpoint["dfss_config"]
+    if ".yolox." in config["model"]["net"]["_target_"]:
+        return True
+    distill = (config.get("loss") or {}).get("distill") or {}
+    return float(distill.get("lambda_loc", 0.0)) > 0 and distill.get("loc_points", "all") == "all"
+
+
+def warn_if_rule_without_objectness(
+    checkpoint: dict[str, Any], config: PostProcessConfig, path: str | Path
+) -> None:
+    """A warning when the unknown rule is on for a model whose quality output is no objectness."""
+    if config.unknown_threshold > 0 and not quality_is_objectness(checkpoint):
+        log.warning(
+            "the unknown rule (T=%g) takes the quality output as 'an object is here', but %s is an FCOS "
+            "trained without the KD loc term: its centerness is trained on foreground points only and "
+            "sits near 0.5 on background, so the rule flags background as unknown objects. Use a DFSS "
+            "student (distilled with the loc term) or a YOLOX model for the rule.",
+            config.unknown_threshold,
+            path,
+        )
+
+
 def model_state(checkpoint: dict[str, Any], *, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
     """The detector's weights from a module checkpoint: the EMA average when it has one."""
     state = checkpoint["state_dict"]
@@ -106,7 +137,8 @@ def build_model_from_checkpoint(
     missing, unexpected = model.load_state_dict(model_state(checkpoint, prefer_ema=prefer_ema), strict=False)
     if missing or unexpected:
         raise CheckpointError(
-            f"{path} does not fit {net_config['_target_']}: missing keys {missing[:5]}, unexpected {unexpected[:5]}"
+            f"{path} does not fit {net_config['_target_']}: "
+            f"missing keys {missing[:5]}, unexpected {unexpected[:5]}"
         )
     return model
 

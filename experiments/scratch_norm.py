@@ -5,8 +5,8 @@ stem and first stage frozen) is the identity normalisation over a frozen random 
 both builds from the same seed on the same few scans of the small synthetic set (fitting them:
 trainability, not accuracy) and prints the training loss of each, side by side.
 
-    python bench/scratch_norm.py                  # 8 scans at 160 px, batch 8, 80 SGD steps
-    python bench/scratch_norm.py --steps 20
+    python experiments/scratch_norm.py                  # 8 scans at 160 px, batch 8, 80 SGD steps
+    python experiments/scratch_norm.py --steps 20
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import machine, print_json_lines
 from PIL import Image
 
 from dfss.models.fcos import FCOSCriterion
 from dfss.models.fcos.model import fcos_r50
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from _common import machine, print_json_lines
 
 VARIANTS = {  # name -> fcos_r50 keyword arguments
     "frozen_bn, 3 stages (torchvision)": {"norm": "frozen_bn", "trainable_backbone_layers": 3},
@@ -47,8 +50,17 @@ def load_scans(
             a for a in coco["annotations"] if a["image_id"] == info["id"] and a["category_id"] in label_of
         ]
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
-        boxes.append(torch.stack([xywh[:, 0] * sx, xywh[:, 1] * sy, (xywh[:, 0] + xywh[:, 2]) * sx,
-                                  (xywh[:, 1] + xywh[:, 3]) * sy], dim=1))  # fmt: skip
+        boxes.append(
+            torch.stack(
+                [
+                    xywh[:, 0] * sx,
+                    xywh[:, 1] * sy,
+                    (xywh[:, 0] + xywh[:, 2]) * sx,
+                    (xywh[:, 1] + xywh[:, 3]) * sy,
+                ],
+                dim=1,
+            )
+        )
         labels.append(torch.tensor([label_of[a["category_id"]] for a in anns], dtype=torch.int64))
     return torch.stack(images), boxes, labels, len(known)
 
@@ -85,23 +97,41 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     images, boxes, labels, num_classes = load_scans(Path(args.data), args.images, args.size)
-    head = {"bench": "scratch_norm_header", **machine(), "images": len(images), "size": args.size,
-            "steps": args.steps, "seed": args.seed, "data": args.data}  # fmt: skip
+    head = {
+        "bench": "scratch_norm_header",
+        **machine(),
+        "images": len(images),
+        "size": args.size,
+        "steps": args.steps,
+        "seed": args.seed,
+        "data": args.data,
+    }
     rows = []
     for name, kwargs in VARIANTS.items():
         start = time.perf_counter()
         losses = train(kwargs, images, boxes, labels, num_classes, args.steps, args.seed)
         tail = losses[-min(5, len(losses)) :]
-        rows.append({"bench": "scratch_norm", "variant": name, **kwargs, "first_loss": round(losses[0], 3),
-                     "last5_mean": round(statistics.fmean(tail), 3), "last5_min": round(min(tail), 3),
-                     "last5_max": round(max(tail), 3), "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+        rows.append(
+            {
+                "bench": "scratch_norm",
+                "variant": name,
+                **kwargs,
+                "first_loss": round(losses[0], 3),
+                "last5_mean": round(statistics.fmean(tail), 3),
+                "last5_min": round(min(tail), 3),
+                "last5_max": round(max(tail), 3),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
     print(
-        f"# scratch_norm  {head['date']}  {len(images)} scans, {args.size} px, {args.steps} SGD steps, seed {args.seed}"
+        f"# scratch_norm  {head['date']}  {len(images)} scans, {args.size} px, "
+        f"{args.steps} SGD steps, seed {args.seed}"
     )
     print(f"{'variant':<36}{'first':>8}{'last 5 (mean, min-max)':>26}")
     for r in rows:
         print(
-            f"{r['variant']:<36}{r['first_loss']:>8.3f}    {r['last5_mean']:.3f} ({r['last5_min']:.3f}-{r['last5_max']:.3f})"
+            f"{r['variant']:<36}{r['first_loss']:>8.3f}    "
+            f"{r['last5_mean']:.3f} ({r['last5_min']:.3f}-{r['last5_max']:.3f})"
         )
     print_json_lines(head, rows)
     return rows

@@ -32,6 +32,7 @@ from dfss.convert.coco_io import (
     count_skipped,
     output_paths,
 )
+from dfss.convert.fields import parse_float
 from dfss.data.errors import DataError
 from dfss.data.io import read_image_size
 from dfss.fileio import write_text_atomic
@@ -70,16 +71,6 @@ def read_voc(
     return Conversion(tuple(records), count_skipped(skipped))
 
 
-def _number(text: str | None, what: str, where: str) -> float:
-    try:
-        value = float((text or "").strip())
-    except ValueError:
-        raise DataError(f"{where}: {what} is {text!r}, not a number") from None
-    if not math.isfinite(value):
-        raise DataError(f"{where}: {what} is {text!r}, not a finite number")
-    return value
-
-
 def _find_image(xml_path: Path, image_dir: Path, rel: Path) -> Path:
     """``image_dir/rel``; a name without an image suffix (or no name: the xml's stem) gets one added."""
     if rel.suffix.lower() in IMAGE_SUFFIXES:
@@ -112,8 +103,8 @@ def parse_voc_xml(
     image_path = _find_image(xml_path, image_dir, Path(filename) if filename else Path(xml_path.stem))
     file_name = image_path.relative_to(image_dir).as_posix()
 
-    width = _number(root.findtext("size/width") or "0", "size/width", str(xml_path))
-    height = _number(root.findtext("size/height") or "0", "size/height", str(xml_path))
+    width = parse_float(root.findtext("size/width") or "0", "size/width", str(xml_path))
+    height = parse_float(root.findtext("size/height") or "0", "size/height", str(xml_path))
     if width <= 0 or height <= 0:
         width, height = read_image_size(image_path)
 
@@ -132,7 +123,7 @@ def parse_voc_xml(
                 f"{xml_path}: object {i} has class name '{name}', which is not in the class map "
                 f"{class_map.source} (use --unknown-names skip to leave such objects out)"
             )
-        is_difficult = _number(obj.findtext("difficult") or "0", "difficult", where) != 0
+        is_difficult = parse_float(obj.findtext("difficult") or "0", "difficult", where) != 0
         if is_difficult and difficult == "drop":
             skipped.append("difficult object (--difficult drop)")
             continue
@@ -140,7 +131,8 @@ def parse_voc_xml(
         if bndbox is None:
             raise DataError(f"{where} has no <bndbox>")
         xmin, ymin, xmax, ymax = (
-            _number(bndbox.findtext(tag), f"bndbox/{tag}", where) for tag in ("xmin", "ymin", "xmax", "ymax")
+            parse_float(bndbox.findtext(tag), f"bndbox/{tag}", where)
+            for tag in ("xmin", "ymin", "xmax", "ymax")
         )
         x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax
         if x2 <= x1 or y2 <= y1:

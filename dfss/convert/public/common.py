@@ -14,7 +14,6 @@ of the image are kept; the validator clips them (counted, lossless).
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from dfss.convert.classmap import ClassMap
 from dfss.convert.coco_io import IMAGE_SUFFIXES, Conversion
+from dfss.convert.fields import parse_float
 from dfss.data.errors import DataError
 
 _IGNORED_IN_NAMES = re.compile(r"[\s_\-]+")
@@ -99,17 +99,6 @@ def drop_reason(x1: float, y1: float, x2: float, y2: float, width: int, height: 
     if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
         return "box entirely outside its image (left out, as the official loader does)"
     return None
-
-
-def parse_float(text: str | None, what: str, where: str) -> float:
-    """A finite number, or an error naming ``where`` and ``what``."""
-    try:
-        value = float((text or "").strip())
-    except ValueError:
-        raise DataError(f"{where}: {what} is {text!r}, not a number") from None
-    if not math.isfinite(value):
-        raise DataError(f"{where}: {what} is {text!r}, not a finite number")
-    return value
 
 
 def read_text(path: Path, what: str) -> str:

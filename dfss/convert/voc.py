@@ -41,6 +41,18 @@ DIFFICULT_POLICIES = ("crowd", "keep", "drop")
 UNKNOWN_NAME_POLICIES = ("error", "skip")
 
 
+def voc_corners(obj: ET.Element, where: str) -> tuple[float, float, float, float]:
+    """An ``<object>``'s ``<bndbox>`` as COCO corners: VOC's 1-based inclusive pixel indices become
+    ``x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax`` (Detectron2's convention)."""
+    bndbox = obj.find("bndbox")
+    if bndbox is None:
+        raise DataError(f"{where} has no <bndbox>")
+    xmin, ymin, xmax, ymax = (
+        parse_float(bndbox.findtext(tag), f"bndbox/{tag}", where) for tag in ("xmin", "ymin", "xmax", "ymax")
+    )
+    return xmin - 1, ymin - 1, xmax, ymax
+
+
 def read_voc(
     xml_dir: str | Path,
     image_dir: str | Path,
@@ -127,16 +139,9 @@ def parse_voc_xml(
         if is_difficult and difficult == "drop":
             skipped.append("difficult object (--difficult drop)")
             continue
-        bndbox = obj.find("bndbox")
-        if bndbox is None:
-            raise DataError(f"{where} has no <bndbox>")
-        xmin, ymin, xmax, ymax = (
-            parse_float(bndbox.findtext(tag), f"bndbox/{tag}", where)
-            for tag in ("xmin", "ymin", "xmax", "ymax")
-        )
-        x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax
+        x1, y1, x2, y2 = voc_corners(obj, where)
         if x2 <= x1 or y2 <= y1:
-            raise DataError(f"{where}: empty box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g}")
+            raise DataError(f"{where}: empty box xmin={x1 + 1:g} ymin={y1 + 1:g} xmax={x2:g} ymax={y2:g}")
         boxes.append(Box(name, x1, y1, x2, y2, iscrowd=is_difficult and difficult == "crowd"))
     return ImageRecord(file_name, int(width), int(height), tuple(boxes)), skipped
 

@@ -41,6 +41,7 @@ from dfss.convert.public.common import (
     require_dir,
     resolve_class,
 )
+from dfss.convert.voc import voc_corners
 from dfss.data.errors import DataError
 from dfss.data.io import read_image_size
 
@@ -136,14 +137,7 @@ def _parse_xml(
         )
         if name is None:
             continue
-        bndbox = obj.find("bndbox")
-        if bndbox is None:
-            raise DataError(f"{where} has no <bndbox>")
-        xmin, ymin, xmax, ymax = (
-            parse_float(bndbox.findtext(tag), f"bndbox/{tag}", where)
-            for tag in ("xmin", "ymin", "xmax", "ymax")
-        )
-        x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax
+        x1, y1, x2, y2 = voc_corners(obj, where)
         reason = drop_reason(x1, y1, x2, y2, width, height)
         if reason is not None:
             skipped.append(reason)

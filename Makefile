@@ -49,7 +49,7 @@ inspect: synth ## Load the synthetic set through the data module and draw augmen
 test: install ## Run the default test suite (set-up included)
 	$(BIN)/python -m pytest -q
 
-test-fast: install ## Unit tests only, no training (about 2 minutes): the tier to run while editing
+test-fast: install ## Unit tests only, no training (about a minute on 2 cores): the tier to run while editing
 	$(BIN)/python -m pytest -q -m "not integration and not slow and not gpu"
 
 test-all: install ## Run every test, slow ones included (GPU tests skip without a GPU)

@@ -543,3 +543,12 @@ def test_last_checkpoint_is_the_last_epoch_even_when_it_did_not_improve(synth_ti
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     best = torch.load(tmp_path / "checkpoints" / "epoch_000.ckpt", weights_only=True, map_location="cpu")
     assert (best["epoch"], last["epoch"]) == (0, 1) and last["global_step"] == 2 * best["global_step"]
+
+
+def test_the_printed_checkpoint_path_is_never_folded_mid_name(capsys, monkeypatch, tmp_path):
+    from dfss.train import print_summary
+
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal
+    best = "/runs/a_rather_long_run_folder_name_2026-12-06_23-55-46/checkpoints/epoch_012.ckpt"
+    print_summary({"val/map50": 0.5}, "/runs/a_rather_long_run_folder_name_2026-12-06_23-55-46", best)
+    assert f"best checkpoint: {best}" in capsys.readouterr().out.splitlines()

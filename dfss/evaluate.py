@@ -136,11 +136,13 @@ def _score_file(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, 
     return datamodule, predictions, {"predictions": str(cfg.predictions)}, {}
 
 
-def _predict_checkpoint(cfg: DictConfig) -> tuple[XrayDataModule, list[dict], dict[str, Any], dict[str, Any]]:
-    """Run the checkpoint's model over the split with its post-processing and this run's unknown rule;
-    also returns the model, the checkpoint and the post-processing (for the model card)."""
+def _predict_checkpoint(
+    cfg: DictConfig, checkpoint: dict[str, Any]
+) -> tuple[XrayDataModule, list[dict], dict[str, Any], dict[str, Any]]:
+    """Run ``checkpoint`` (read from ``cfg.ckpt_path``)'s model over the split with its post-processing
+    and this run's unknown rule; also returns the model, the checkpoint and the post-processing (for
+    the model card)."""
     path = cfg.ckpt_path
-    checkpoint = read_dfss_checkpoint(path, "evaluate")
     train_config = checkpoint["dfss_config"]
     image_size = int(cfg.image_size or train_config["data"]["image_size"])
     overrides: dict[str, Any] = {"image_size": image_size}
@@ -219,11 +221,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "model_card=true needs ckpt_path=<DFSS checkpoint> (a predictions file has no model)"
         )
 
-    def evaluated_data() -> dict[str, Any]:
-        return data_config(cfg, read_dfss_checkpoint(cfg.ckpt_path, "evaluate") if has_ckpt else None)
+    # the checkpoint, read once: by the start-up check (after it found the file), then for the model
+    read: dict[str, dict[str, Any]] = {}
 
-    preflight.check(preflight.evaluation_problems(cfg, evaluated_data))
-    datamodule, predictions, info, loaded = (_predict_checkpoint if has_ckpt else _score_file)(cfg)
+    def checkpoint() -> dict[str, Any]:
+        if "checkpoint" not in read:
+            read["checkpoint"] = read_dfss_checkpoint(cfg.ckpt_path, "evaluate")
+        return read["checkpoint"]
+
+    preflight.check(
+        preflight.evaluation_problems(cfg, lambda: data_config(cfg, checkpoint() if has_ckpt else None))
+    )
+    if has_ckpt:
+        datamodule, predictions, info, loaded = _predict_checkpoint(cfg, checkpoint())
+    else:
+        datamodule, predictions, info, loaded = _score_file(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if has_ckpt:

@@ -149,7 +149,8 @@ def test_best_alpha_and_T_follow_the_targets_rules_and_verdicts_use_the_means():
     assert t.T == 0.1 and t.unknown_ap50 == pytest.approx(0.35) and t.known_change == pytest.approx(-0.005)
     by_target = {v.target: v for v in verdicts(results)}
     gain = next(v for t, v in by_target.items() if t.startswith("distillation gain"))
-    assert gain.met is True and "+10.0 points" in gain.measured  # 0.61 - 0.51
+    # 0.61 - 0.51, the same +10 points for both seeds: a zero-width interval above 0
+    assert gain.met is True and "+10.0 [+10.0, +10.0] points (2 seeds)" in gain.measured
     ratio = next(v for t, v in by_target.items() if t.startswith("DFSS >="))
     assert ratio.met is False and ratio.measured.startswith("0.87 x")  # 0.61 / 0.70
     weighted = next(v for t, v in by_target.items() if t.startswith("weighted loss"))
@@ -158,6 +159,19 @@ def test_best_alpha_and_T_follow_the_targets_rules_and_verdicts_use_the_means():
     assert unknown.met is True
     seeds = next(v for t, v in by_target.items() if t.startswith("each headline"))
     assert seeds.met is False and "alpha=4: 1" in seeds.measured
+
+
+def test_a_gain_whose_interval_holds_zero_is_no_significant_difference_and_misses_its_target():
+    results = _hand_made_results()
+    runs = [r for r in results.runs if r.name != "student_s2"]
+    runs.append(_run("student_s2", "student", 2, map50=0.62))  # differences +0.10 and 0.00
+    results = Results(results.folder, results.index, tuple(runs))
+    gain = next(v for v in verdicts(results) if v.target.startswith("distillation gain"))
+    assert gain.met is False
+    assert gain.measured.startswith("+5.0 [-58.5, +68.5] points (2 seeds): no significant difference")
+    one_seed = Results(results.folder, results.index, tuple(r for r in runs if r.seed == 1))
+    gain = next(v for v in verdicts(one_seed) if v.target.startswith("distillation gain"))
+    assert gain.met is False and "(1 seed, no interval)" in gain.measured  # no matches50.npz here
 
 
 # ---- a tiny plan, run for real --------------------------------------------------------------------
@@ -403,6 +417,7 @@ def test_report_quotes_the_calibration_record_of_the_frozen_preset_version_only(
 @pytest.mark.integration
 def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path, monkeypatch):
     from dfss.report.cli import main as report_main
+    from dfss.report.stats import paired_difference
 
     _, out, _ = tiny_results
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -439,7 +454,16 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     results = load_results(out)
     distill = statistics.fmean(r.metrics["map50"] for r in results.arm("distill"))
     gain = next(t for t in targets if t["target"].startswith("distillation gain"))
-    assert gain["met"] == (distill - statistics.fmean(values) >= 0.065)
+    difference = paired_difference(results.arm("distill"), results.arm("student"), "map50")
+    assert difference.method == "seeds" and difference.mean == pytest.approx(
+        distill - statistics.fmean(values)
+    )
+    assert gain["met"] == (difference.mean >= 0.065 and difference.low > 0)
+    assert "| DFSS − FCOS | difference (95 % interval) |" in text and difference.fmt() in text
+    # The one-seed ablation's Δ has an image-bootstrap interval from the two evaluations' matches50.npz.
+    ablation = paired_difference(results.arm("ablation"), results.arm("distill"), "map50")
+    assert ablation.method == "images" and ablation.low <= ablation.high
+    assert "(1 seed, image bootstrap)" in ablation.fmt() and ablation.fmt() in text
     assert all(f"| {t['target']} |" in text for t in targets)
     # The one-seed ablations are read against DFSS's own spread over its seeds.
     low, high = sorted(r.metrics["map50"] for r in results.arm("distill"))

@@ -164,6 +164,12 @@ def time_row(name: str, base: Settings, mode: str, inputs_cache: dict) -> dict:
     return row
 
 
+def timed_modes(native: bool, emulated_bf16: bool, compile: bool) -> list[str]:
+    """float32, and the bf16 columns where the device computes bf16 natively (or asked to anyway)."""
+    bf16_modes = ["bf16_cl", *(["bf16_cl_compile"] if compile else [])]
+    return ["fp32", *(bf16_modes if native or emulated_bf16 else [])]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -197,8 +203,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     names = list(ROWS) if not a.only else list(dict.fromkeys(n for o in a.only for n in (ROWS[o][1], o)))
     native = native_bf16(base.device)
-    bf16_modes = ["bf16_cl", *(["bf16_cl_compile"] if a.compile else [])]
-    modes = ["fp32", *(bf16_modes if native or a.emulated_bf16 else [])]
+    modes = timed_modes(native, a.emulated_bf16, a.compile)
     head = {
         "bench": "precision_speed_header",
         "device": device_name(base.device),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.helpers.scripts import script_rows
+from tests.helpers.scripts import bench_script, script_rows
 
 
 def _rows(script: str, *args: str) -> list[dict]:
@@ -78,15 +80,8 @@ def test_precision_speed_times_each_row_in_float32_and_bf16_against_the_same_bas
     from dfss.precision import native_bf16
 
     args = ["--only", "yolox_nano", "--image-size", "64", "--batch-size", "1", "--steps", "1"]
-    args += ["--warmup", "0"]
-    native = native_bf16("cpu")
-    if not native:  # no bf16 columns by default where auto trains in float32 (bf16 is emulated there)
-        head, *results = _rows("precision_speed.py", *args)
-        assert head["native_bf16"] is False and head["modes"] == ["fp32"]
-        assert {r["mode"] for r in results} == {"fp32"}
-        args.append("--emulated-bf16")
-    head, *results = _rows("precision_speed.py", *args)
-    assert head["native_bf16"] == native and head["modes"] == ["fp32", "bf16_cl"]
+    head, *results = _rows("precision_speed.py", *args, "--warmup", "0", "--emulated-bf16")
+    assert head["native_bf16"] == native_bf16("cpu") and head["modes"] == ["fp32", "bf16_cl"]
     by = {(r["row"], r["mode"]): r for r in results}
     assert set(by) == {(row, mode) for row in ("tv_fcos_r50", "yolox_nano") for mode in ("fp32", "bf16_cl")}
     tv_fp32 = by[("tv_fcos_r50", "fp32")]["ms"]
@@ -94,6 +89,15 @@ def test_precision_speed_times_each_row_in_float32_and_bf16_against_the_same_bas
         assert r["ms"] > 0 and r["mib_per_img"] is not None
         assert r["x_fp32"] == pytest.approx(by[(row, "fp32")]["ms"] / r["ms"], rel=1e-2)
         assert r["x_tv"] == pytest.approx(tv_fp32 / r["ms"], rel=1e-2)
+
+
+def test_precision_speed_times_bf16_only_where_it_is_native_unless_asked(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))  # its sibling modules
+    timed_modes = bench_script("precision_speed").timed_modes
+    assert timed_modes(native=True, emulated_bf16=False, compile=False) == ["fp32", "bf16_cl"]
+    assert timed_modes(native=False, emulated_bf16=False, compile=True) == ["fp32"]  # emulated: slow
+    both = ["fp32", "bf16_cl", "bf16_cl_compile"]
+    assert timed_modes(native=False, emulated_bf16=True, compile=True) == both
 
 
 @pytest.mark.integration

@@ -133,3 +133,20 @@ def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
     for r in results:
         assert r["latency_bs1_ms"] > 0 and r["img_per_s"] > 0 and r["postprocess_bs1_ms"] > 0
         assert r["max_abs_diff_boxes_px"] < 1e-2 and r["max_abs_diff_probs"] < 1e-5
+
+
+@pytest.mark.integration
+def test_student_candidates_measure_flops_latency_and_training_against_the_teacher():
+    args = ["--image-size", "64", "--batch-size", "2", "--steps", "1", "--warmup", "0"]
+    head, *rows = _rows("student_candidates.py", *args, "--only", "fcos_mnv3_h64", "fcos_mnv3_h128")
+    assert head["image_size"] == 64 and head["precision"] in ("float32", "bf16 + channels_last")
+    by = {r["model"]: r for r in rows}
+    assert list(by) == ["yolox_s", "fcos_mnv3_h64", "fcos_mnv3_h128"]  # the teacher first, the reference
+    teacher, h64, h128 = by.values()
+    # YOLOX-s is 6.6 GFLOPs at 320 px: (64 / 320)^2 of it here; a wider head costs more
+    assert teacher["gflops"] == pytest.approx(6.6 * (64 / 320) ** 2, rel=0.05)
+    assert h64["gflops"] < h128["gflops"] and h64["params_m"] < h128["params_m"] < teacher["params_m"]
+    for r in rows:
+        assert r["gflops_x_teacher"] == pytest.approx(r["gflops"] / teacher["gflops"], abs=2e-3)
+        assert r["latency_bs1_ms"] > 0 and r["train_img_per_s"] > 0
+    assert "distill_img_per_s" not in teacher and h64["distill_img_per_s"] > 0

@@ -3,6 +3,7 @@ to end (real training, evaluation, T re-scoring, report with plots and a W&B off
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -252,7 +253,7 @@ def test_a_plan_trains_evaluates_and_rescores_every_run(tiny_results):
         assert cfg["seed"] == index["runs"][name]["seed"]
         if name.startswith("weighted"):
             assert cfg["loss"]["dangerous_weight"] == 2.0
-            assert cfg["teacher"]["ckpt_path"] == str(out / "teacher_s1" / "checkpoints" / "last.ckpt")
+            assert cfg["teacher"]["ckpt_path"] == str(out / "teacher_s1" / "weights.pt")
         if name.startswith("ablation"):
             assert cfg["loss"]["distill"]["lambda_cls"] == 0.0
     # Only the alpha = 2 runs are re-scored, with the unknown rule at T = 0.5 and nothing else changed.
@@ -294,6 +295,46 @@ def test_parallel_runs_equal_the_serial_ones(tiny_results, tmp_path, monkeypatch
     again = run_plan(load_plan(str(root / "plan.yaml")), out, only=lambda s: s.name in names, jobs=2)
     assert again["runs"]["distill_s1"]["seconds_train"] == index["runs"]["distill_s1"]["seconds_train"]
     assert not list((out / "logs").glob("*.result.json")) and not list((out / "logs").glob("*.job.json"))
+
+
+@pytest.mark.integration
+def test_the_teacher_run_leaves_float16_weights_that_its_students_distil_from(tiny_results):
+    _, out, _ = tiny_results
+    weights = out / "teacher_s1" / "weights.pt"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (out / "teacher_s1" / "weights.pt.sha256").read_text() == f"{digest}  weights.pt\n"
+    released = torch.load(weights, map_location="cpu", weights_only=True)
+    last = torch.load(out / "teacher_s1" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert released["global_step"] == last["global_step"] and released["dfss_release"]["weights"] == "ema"
+    for key, value in released["state_dict"].items():
+        assert key.startswith("ema.module.") and (
+            not value.is_floating_point() or value.dtype == torch.float16
+        )
+    assert not (out / "student_s1" / "weights.pt").exists()  # students keep their checkpoints only
+
+
+@pytest.mark.integration
+def test_a_plan_committed_without_checkpoints_finishes_elsewhere_from_the_teachers_weights(
+    tiny_results, tmp_path
+):
+    """What git keeps of a plan folder (.gitignore: no checkpoints, CSV, logs or predictions) is enough
+    to train a missing student on another machine: finished runs stay as they are."""
+    root, serial, _ = tiny_results
+    out = tmp_path / "clone"
+    ignored = shutil.ignore_patterns("checkpoints", "csv", "logs", "predictions.json", "*.log")
+    shutil.copytree(serial, out, ignore=ignored)
+    shutil.rmtree(out / "distill_s2")  # not finished when the machine went away
+    kept = {p: p.read_bytes() for p in out.glob("*/eval/metrics.json")}
+    again = run_plan(load_plan(str(root / "plan.yaml")), out, only=lambda s: s.role != "ablation")
+    assert again["finished"] and (out / "distill_s2" / "eval" / "metrics.json").is_file()
+    assert {p: p.read_bytes() for p in kept} == kept  # nothing else trained or evaluated again
+    assert not (out / "teacher_s1" / "checkpoints").exists()
+    config = torch.load(out / "distill_s2" / "checkpoints" / "last.ckpt", weights_only=True)["dfss_config"]
+    assert config["teacher"]["ckpt_path"] == str(out / "teacher_s1" / "weights.pt")
+    # the same teacher weights, so the same run as in the original folder
+    assert json.loads((out / "distill_s2" / "eval" / "metrics.json").read_text()) == json.loads(
+        (serial / "distill_s2" / "eval" / "metrics.json").read_text()
+    )
 
 
 @pytest.mark.integration

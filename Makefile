@@ -63,7 +63,7 @@ format: install ## Format the code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Speed benchmarks on this CPU (steps, bf16, data loading, COCO eval; ~8 min on 2 cores) into bench/results/
+bench: install ## Speed benchmarks on this CPU (steps, bf16, data loading, COCO eval, student candidates; ~10 min on 2 cores) into bench/results/
 	PYTHON=$(abspath $(BIN))/python bash bench/cpu_run.sh
 
 clean: ## Remove caches and run outputs (keeps .venv and data/)

@@ -19,6 +19,10 @@ process's peak RSS, approximate) per image. Rows:
 
     python bench/precision_speed.py                       # CPU, 320 px, batch 4, 2 threads
     python bench/precision_speed.py --compile --only fcos_r18
+    python bench/precision_speed.py --emulated-bf16       # bf16 columns on a CPU without native bf16
+
+On a CPU without native bf16 only the float32 column is timed by default: ``precision: auto``
+trains in float32 there, and the emulated bf16 step is many times slower (minutes a row).
 """
 
 from __future__ import annotations
@@ -160,6 +164,12 @@ def time_row(name: str, base: Settings, mode: str, inputs_cache: dict) -> dict:
     return row
 
 
+def timed_modes(native: bool, emulated_bf16: bool, compile: bool) -> list[str]:
+    """float32, and the bf16 columns where the device computes bf16 natively (or asked to anyway)."""
+    bf16_modes = ["bf16_cl", *(["bf16_cl_compile"] if compile else [])]
+    return ["fp32", *(bf16_modes if native or emulated_bf16 else [])]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -171,6 +181,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     p.add_argument("--compile", action="store_true", help="add the bf16 + channels_last + compile column")
     p.add_argument("--only", nargs="*", choices=list(ROWS), help="these rows (and their baselines) only")
+    p.add_argument(
+        "--emulated-bf16",
+        action="store_true",
+        help="time bf16 on a CPU without native bf16 too (emulated: many times slower, minutes a row; "
+        "precision: auto trains in float32 there)",
+    )
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -186,12 +202,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         compile=False,
     )
     names = list(ROWS) if not a.only else list(dict.fromkeys(n for o in a.only for n in (ROWS[o][1], o)))
-    modes = ["fp32", "bf16_cl", *(["bf16_cl_compile"] if a.compile else [])]
+    native = native_bf16(base.device)
+    modes = timed_modes(native, a.emulated_bf16, a.compile)
     head = {
         "bench": "precision_speed_header",
         "device": device_name(base.device),
         **machine(),
-        "native_bf16": native_bf16(base.device),
+        "native_bf16": native,
         "image_size": base.size,
         "batch_size": base.batch,
         "classes": base.classes,
@@ -225,6 +242,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             cells += f"{by[(name, m)]['ms']:>22.1f}{'n/a' if mib is None else f'{mib:.0f}':>9}"
         fast = by[(name, [m for m in modes if (name, m) in by][-1])]
         print(f"{name:<18}{cells}{fast['x_fp32']:>8.2f}{fast['x_tv']:>11.2f}")
+    if "bf16_cl" not in modes:
+        print(
+            "# no bf16 columns: this CPU has no native bf16, so precision: auto trains in float32 here "
+            "(--emulated-bf16 times the emulation anyway)"
+        )
     print("# targets (bf16 + channels_last over float32, same step):")
     for name, target in TARGETS.items():
         if (name, "bf16_cl") in by:

@@ -36,6 +36,8 @@ from dfss.data.datamodule import STAGE_OF_SPLIT, XrayDataModule
 from dfss.data.errors import DataError
 from dfss.device import resolve_device
 from dfss.errors import ConfigError, exit_on_user_error
+from dfss.eval.bootstrap import FILE_NAME as MATCHES_FILE
+from dfss.eval.bootstrap import MatchRecord
 from dfss.eval.coco_metrics import RECALL_GRID, CocoMetrics, evaluate_coco
 from dfss.eval.inference import EVAL_SPLITS, inference_facts, predict_split
 from dfss.eval.model_card import measure_speed, render_model_card
@@ -250,6 +252,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         alarm_on_unknown=bool(cfg.alarm_on_unknown),
     )
     write_results(result, output_dir)
+    if cfg.get("bootstrap_record", True):  # the image bootstrap's input (dfss.eval.bootstrap)
+        MatchRecord.from_coco(gt, predictions).save(output_dir / MATCHES_FILE)
     unknown_ids = set(datamodule.class_table.unknown_ids)
     num_unknown = sum(p["category_id"] in unknown_ids for p in predictions)
     info = {"split": cfg.split, **info, "num_detections": len(predictions), "num_unknown": num_unknown}

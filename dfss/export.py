@@ -3,6 +3,7 @@
     dfss-export ckpt=<model.ckpt> format=onnx output=student.onnx
     dfss-export ckpt=<model.ckpt> format=torch_export output=exports/   # exports/<model>.pt2
     dfss-export ckpt=<model.ckpt> threshold=unknown threshold.T=0.1     # the unknown rule in the sidecar
+    dfss-export ckpt=<model.ckpt> format=weights output=weights/model.pt  # float16 release weights
 
 The model is rebuilt from the checkpoint's own config (EMA weights when it has them, as
 evaluation does), wrapped with :func:`dfss.models.postprocess.decode`, traced once with
@@ -12,6 +13,11 @@ evaluation does), wrapped with :func:`dfss.models.postprocess.decode`, traced on
   TensorRT, OpenVINO, ...;
 - ``format=torch_export``: a ``torch.export`` ExportedProgram (``.pt2``, ``torch.export.load``).
   (TorchScript is deprecated in PyTorch 2.x and not offered.)
+- ``format=weights``: no graph, the checkpoint itself cut to its evaluation weights in float16
+  (``weights_dtype``) with its config and classes, beside ``<file>.sha256``
+  (:mod:`dfss.models.release`): the file to ship for PyTorch users, which ``evaluate.py``,
+  ``dfss-predict``, ``dfss-export`` and ``teacher.ckpt_path=`` read like any checkpoint. The
+  sidecar, inputs and outputs below are the graph formats'.
 
 **Inputs and outputs** (the same for both formats; ``B`` is dynamic, ``S`` fixed at export, by
 default the checkpoint's training ``data.image_size``; ``N`` points over all pyramid levels, ``K``
@@ -44,7 +50,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +81,14 @@ from dfss.models.checkpoints import (
     weights_kind,
 )
 from dfss.models.postprocess import decode
+from dfss.models.release import release_checkpoint, write_release
 
 log = logging.getLogger(__name__)
 
+# format=weights: the checkpoint cut to its evaluation weights in half precision (dfss.models.release)
+SUFFIXES = {**FORMAT_SUFFIXES, "weights": ".pt"}
 CHECK_BATCH_SIZES = (1, 3)  # the example batch is 2: a batch of 1 and of 3 prove the dynamic dimension
+BOX_CHECK_MIN_SCORE = 0.05  # format=weights: boxes of points scoring at least this are compared
 
 
 class DecodedDetector(nn.Module):
@@ -116,21 +126,21 @@ def _quiet(*logger_names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def check_format(format: str) -> None:
-    """A ConfigError unless ``format`` is one of :data:`~dfss.deploy.FORMAT_SUFFIXES`."""
+def check_format(format: str, formats: dict[str, str] = SUFFIXES) -> None:
+    """A ConfigError unless ``format`` is one of ``formats`` (:data:`SUFFIXES`)."""
     if format == "torchscript":
         raise ConfigError(
             "format=torchscript is not offered (TorchScript is deprecated in PyTorch 2.x); "
             "use format=torch_export (a .pt2 ExportedProgram) or format=onnx"
         )
-    if format not in FORMAT_SUFFIXES:
-        raise ConfigError(f"format must be one of {tuple(FORMAT_SUFFIXES)}, got {format!r}")
+    if format not in formats:
+        raise ConfigError(f"format must be one of {tuple(formats)}, got {format!r}")
 
 
 def export_file(model: nn.Module, path: Path, format: str, image_size: int, opset: int = 20) -> None:
     """Write ``model`` (a detector returning ``DenseOutputs``) wrapped in :class:`DecodedDetector` to
     ``path`` in ``format``, for ``image_size`` inputs with a dynamic batch dimension."""
-    check_format(format)
+    check_format(format, FORMAT_SUFFIXES)
     graph = DecodedDetector(model).eval()
     example = random_images(2, image_size)  # not 1: torch.export specialises a dimension of size 1
     with torch.no_grad():
@@ -158,21 +168,37 @@ def compare_with_pytorch(model: nn.Module, path: Path, image_size: int) -> dict[
     :data:`CHECK_BATCH_SIZES`: per output the absolute one, and for boxes also the relative one
     (to the larger of the box coordinate and the input size: ``exp`` makes YOLOX boxes of an
     untrained model huge)."""
+    return max_differences(ExportedDetector(path).raw, model, image_size, path)
+
+
+def max_differences(
+    candidate: Callable[[Tensor], Sequence[Any]],
+    model: nn.Module,
+    image_size: int,
+    label: str | Path,
+    box_min_score: float | None = None,
+) -> dict[str, Any]:
+    """:func:`compare_with_pytorch` for any ``candidate`` mapping images to the three outputs; with
+    ``box_min_score``, boxes count only at points whose score (best class probability x quality)
+    reaches it: the boxes that can become detections."""
     graph = DecodedDetector(model).eval()
-    detector = ExportedDetector(path)
     diffs = dict.fromkeys((*OUTPUT_NAMES, "boxes_relative"), 0.0)
     for seed, batch in enumerate(CHECK_BATCH_SIZES, start=1):
         images = random_images(batch, image_size, seed)
         with torch.no_grad():
             expected = graph(images)
-        for name, ours, theirs in zip(OUTPUT_NAMES, detector.raw(images), expected, strict=True):
+            got = candidate(images)
+        for name, ours, theirs in zip(OUTPUT_NAMES, got, expected, strict=True):
             ours = torch.as_tensor(ours)
             if ours.shape != theirs.shape:
                 raise ExportError(
-                    f"{path}: {name} has shape {tuple(ours.shape)} at batch {batch}, "
+                    f"{label}: {name} has shape {tuple(ours.shape)} at batch {batch}, "
                     f"PyTorch gives {tuple(theirs.shape)}"
                 )
             error = (ours - theirs).abs()
+            if name == "boxes" and box_min_score is not None:
+                scoring = expected[1].max(dim=-1).values * expected[2] >= box_min_score  # [B, N]
+                error = error * scoring[..., None]
             diffs[name] = max(diffs[name], float(error.max()))
             if name == "boxes":
                 relative = error / theirs.abs().clamp(min=image_size)
@@ -184,8 +210,8 @@ def output_path(output: str | Path, format: str, model_name: str) -> Path:
     """A path ending in an export suffix is the file (its suffix must be ``format``'s); anything
     else is a folder that gets ``<model_name><suffix>``."""
     output = Path(output)
-    suffix = FORMAT_SUFFIXES[format]
-    if output.suffix in FORMAT_SUFFIXES.values():
+    suffix = SUFFIXES[format]
+    if output.suffix in SUFFIXES.values():
         if output.suffix != suffix:
             raise ConfigError(f"output={output} ends in {output.suffix} but format={format} writes {suffix}")
         return output
@@ -214,6 +240,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder {path.parent}: {exc.strerror}") from None
     log.info("%s: %s (%s weights) -> %s (%s, %d px)", cfg.ckpt, target, weights, path, cfg.format, image_size)
+    if cfg.format == "weights":
+        return export_weights(cfg, checkpoint, model, path, image_size)
     with torch.no_grad():
         probe = model(random_images(1, image_size))  # the points per level at this size
     export_file(model, path, cfg.format, image_size, int(cfg.opset))
@@ -256,6 +284,44 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             )
     log.info("wrote %s and %s", path, sidecar_path(path))
     return {"path": str(path), "sidecar": str(sidecar_path(path)), "info": info.to_json()}
+
+
+def export_weights(
+    cfg: DictConfig, checkpoint: dict[str, Any], model: nn.Module, path: Path, image_size: int
+) -> dict[str, Any]:
+    """``format=weights``: the release file (:mod:`dfss.models.release`) and its ``.sha256``; with
+    ``check``, the model rebuilt from the written file against ``model`` on random images (the
+    tolerance is ``weights_tolerance``: float16 weights move the outputs more than an ONNX graph;
+    boxes are compared where a point scores >= 0.05, as random pixels make a trained YOLOX's
+    low-scoring boxes huge and their rounding with them)."""
+    released = release_checkpoint(checkpoint, dtype=cfg.weights_dtype, source=str(cfg.ckpt))
+    sha = write_release(released, path)
+    result: dict[str, Any] = {"path": str(path), "sha256": sha, "bytes": path.stat().st_size}
+    if cfg.check:
+        reread = read_dfss_checkpoint(path, "export")
+        table = class_table_of(reread, path)
+        rebuilt = build_model_from_checkpoint(reread, table.num_classes, path).eval()
+        check = max_differences(
+            DecodedDetector(rebuilt).eval(), model, image_size, path, box_min_score=BOX_CHECK_MIN_SCORE
+        )
+        result["check"] = check
+        prob_diff = max(check["class_probs"], check["quality"])
+        log.info(
+            "check: max |diff| boxes %.2g relative, probabilities %.2g (%s weights against the checkpoint's)",
+            check["boxes_relative"],
+            prob_diff,
+            cfg.weights_dtype,
+        )
+        if check["boxes_relative"] > cfg.weights_tolerance or prob_diff > cfg.weights_tolerance:
+            path.unlink()
+            path.with_name(path.name + ".sha256").unlink()
+            raise ExportError(
+                f"{path} ({cfg.weights_dtype}) does not reproduce the model: max |diff| boxes "
+                f"{check['boxes_relative']:.3g} relative, probabilities {prob_diff:.3g} (weights_tolerance "
+                f"{cfg.weights_tolerance:g}); weights_dtype=float32 keeps full precision"
+            )
+    log.info("wrote %s (%.1f MB, sha256 %s) and %s.sha256", path, result["bytes"] / 1e6, sha, path.name)
+    return result
 
 
 @hydra.main(version_base="1.3", config_path="pkg://dfss.conf", config_name="export")

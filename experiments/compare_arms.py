@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dfss.report.collect import Run, load_results
+from dfss.report.stats import interval, t_975  # noqa: F401 (t_975: the tests read it from here)
 
 
 @dataclass(frozen=True)
@@ -39,29 +40,6 @@ def parse_arm(spec: str) -> Arm:
     if not runs:
         raise SystemExit(f"--arm {spec!r}: no {role} runs in {folder}")
     return Arm(label, {r.seed: r for r in runs})
-
-
-# Two-sided 95 % quantiles of Student's t, by degrees of freedom (the normal's 1.96 past 30).
-# A table: it reads better as one, so the formatter leaves it alone.
-# fmt: off
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
-# fmt: on
-
-
-def t_975(df: int) -> float:
-    """The table's quantile for ``df`` or the next smaller df listed (a slightly wider interval)."""
-    return 1.96 if df > 30 else T_975[max(k for k in T_975 if k <= df)]
-
-
-def interval(differences: list[float]) -> tuple[float, float, float]:
-    """Mean and 95 % t-interval of paired differences (nan bounds for fewer than 2)."""
-    mean = statistics.fmean(differences)
-    if len(differences) < 2:
-        return mean, math.nan, math.nan
-    half = t_975(len(differences) - 1) * statistics.stdev(differences)
-    half /= math.sqrt(len(differences))
-    return mean, mean - half, mean + half
 
 
 def fmt_stat(values: list[float]) -> str:

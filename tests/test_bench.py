@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.helpers.scripts import script_rows
+from tests.helpers.scripts import bench_script, script_rows
 
 
 def _rows(script: str, *args: str) -> list[dict]:
@@ -77,20 +79,8 @@ def test_steps_speed_measures_every_step_type_and_checks_the_targets():
 def test_precision_speed_times_each_row_in_float32_and_bf16_against_the_same_baseline():
     from dfss.precision import native_bf16
 
-    rows = _rows(
-        "precision_speed.py",
-        "--only",
-        "yolox_nano",
-        "--image-size",
-        "64",
-        "--batch-size",
-        "1",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-    )
-    head, *results = rows
+    args = ["--only", "yolox_nano", "--image-size", "64", "--batch-size", "1", "--steps", "1"]
+    head, *results = _rows("precision_speed.py", *args, "--warmup", "0", "--emulated-bf16")
     assert head["native_bf16"] == native_bf16("cpu") and head["modes"] == ["fp32", "bf16_cl"]
     by = {(r["row"], r["mode"]): r for r in results}
     assert set(by) == {(row, mode) for row in ("tv_fcos_r50", "yolox_nano") for mode in ("fp32", "bf16_cl")}
@@ -99,6 +89,15 @@ def test_precision_speed_times_each_row_in_float32_and_bf16_against_the_same_bas
         assert r["ms"] > 0 and r["mib_per_img"] is not None
         assert r["x_fp32"] == pytest.approx(by[(row, "fp32")]["ms"] / r["ms"], rel=1e-2)
         assert r["x_tv"] == pytest.approx(tv_fp32 / r["ms"], rel=1e-2)
+
+
+def test_precision_speed_times_bf16_only_where_it_is_native_unless_asked(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))  # its sibling modules
+    timed_modes = bench_script("precision_speed").timed_modes
+    assert timed_modes(native=True, emulated_bf16=False, compile=False) == ["fp32", "bf16_cl"]
+    assert timed_modes(native=False, emulated_bf16=False, compile=True) == ["fp32"]  # emulated: slow
+    both = ["fp32", "bf16_cl", "bf16_cl_compile"]
+    assert timed_modes(native=False, emulated_bf16=True, compile=True) == both
 
 
 @pytest.mark.integration
@@ -134,3 +133,20 @@ def test_export_speed_times_onnxruntime_and_pytorch_on_the_same_outputs():
     for r in results:
         assert r["latency_bs1_ms"] > 0 and r["img_per_s"] > 0 and r["postprocess_bs1_ms"] > 0
         assert r["max_abs_diff_boxes_px"] < 1e-2 and r["max_abs_diff_probs"] < 1e-5
+
+
+@pytest.mark.integration
+def test_student_candidates_measure_flops_latency_and_training_against_the_teacher():
+    args = ["--image-size", "64", "--batch-size", "2", "--steps", "1", "--warmup", "0"]
+    head, *rows = _rows("student_candidates.py", *args, "--only", "fcos_mnv3_h64", "fcos_mnv3_h128")
+    assert head["image_size"] == 64 and head["precision"] in ("float32", "bf16 + channels_last")
+    by = {r["model"]: r for r in rows}
+    assert list(by) == ["yolox_s", "fcos_mnv3_h64", "fcos_mnv3_h128"]  # the teacher first, the reference
+    teacher, h64, h128 = by.values()
+    # YOLOX-s is 6.6 GFLOPs at 320 px: (64 / 320)^2 of it here; a wider head costs more
+    assert teacher["gflops"] == pytest.approx(6.6 * (64 / 320) ** 2, rel=0.05)
+    assert h64["gflops"] < h128["gflops"] and h64["params_m"] < h128["params_m"] < teacher["params_m"]
+    for r in rows:
+        assert r["gflops_x_teacher"] == pytest.approx(r["gflops"] / teacher["gflops"], abs=2e-3)
+        assert r["latency_bs1_ms"] > 0 and r["train_img_per_s"] > 0
+    assert "distill_img_per_s" not in teacher and h64["distill_img_per_s"] > 0

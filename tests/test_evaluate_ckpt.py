@@ -25,6 +25,7 @@ from dfss.data.datamodule import XrayDataModule
 from dfss.data.transforms import letterbox_shape
 from dfss.device import resolve_device
 from dfss.errors import ConfigError
+from dfss.eval.bootstrap import MatchRecord, mean_over
 from dfss.eval.coco_metrics import evaluate_coco
 from dfss.eval.inference import predict_split
 from dfss.evaluate import run
@@ -106,6 +107,15 @@ def test_checkpoint_evaluation_writes_metrics_per_class_and_coco_predictions(syn
     assert info["image_size"] == 128  # the checkpoint's training size, not the data config's 256
     assert info["unknown_threshold"] == 0.0 and info["num_unknown"] == 0
     assert info["num_detections"] == len(predictions) and info["weights"] == "model"  # no EMA in a student
+    # the image bootstrap's record gives the evaluation's AP50, class by class and as the mean
+    record = MatchRecord.load(out / "matches50.npz")
+    assert len(record.det_score) == len(predictions) and len(record.image_ids) == len(images)
+    ap50 = dict(zip(record.class_ids.tolist(), record.ap50()[0], strict=True))
+    by_name = {c["name"]: c["id"] for c in categories}
+    for row in rows:
+        expected, ours = float(row["ap50"]), ap50[by_name[row["name"]]]
+        assert (math.isnan(expected) and math.isnan(ours)) or ours == pytest.approx(expected, abs=1e-12)
+    assert mean_over(record.ap50())[0] == pytest.approx(metrics["map50"], abs=1e-12)
 
 
 @pytest.mark.integration

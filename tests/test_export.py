@@ -11,6 +11,7 @@ detections as a set.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import subprocess
@@ -261,7 +262,7 @@ def test_a_missing_checkpoint_is_one_line_and_exit_status_2(tmp_path):
     ("format", "output", "message"),
     [
         ("torchscript", "exports", "TorchScript is deprecated .* use format=torch_export"),
-        ("tflite", "exports", r"format must be one of \('onnx', 'torch_export'\), got 'tflite'"),
+        ("tflite", "exports", r"format must be one of \('onnx', 'torch_export', 'weights'\), got 'tflite'"),
         ("onnx", "exports/model.pt2", r"ends in \.pt2 but format=onnx writes \.onnx"),
     ],
 )
@@ -305,3 +306,94 @@ def test_a_model_without_its_sidecar_or_with_the_wrong_outputs_is_refused(export
     )
     with pytest.raises(ValueError, match="do not fit the sidecar's 341 points at 128 px"):
         postprocess_exported(outputs, info)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_release_weights_keep_only_the_evaluation_weights_in_float16_and_load_everywhere(
+    kind, checkpoints, synth_tiny, tmp_path
+):
+    from dfss.evaluate import run as evaluate
+    from dfss.models.checkpoints import load_teacher, weights_kind
+
+    ckpt, out = checkpoints[kind], tmp_path / f"{kind}.pt"
+    export = ["format=weights", f"ckpt={ckpt}", f"output={out}"]
+    result = run(compose_config("export", export, tmp_path / "x"))
+    assert result["path"] == str(out)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert result["sha256"] == digest
+    assert (tmp_path / f"{kind}.pt.sha256").read_text() == f"{digest}  {kind}.pt\n"  # sha256sum -c format
+
+    full, released = read_checkpoint(ckpt), read_checkpoint(out)
+    prefix = "ema.module." if weights_kind(full) == "ema" else "model."
+    assert set(released["state_dict"]) == {k for k in full["state_dict"] if k.startswith(prefix)}
+    for key, value in released["state_dict"].items():  # float16 unless float16 cannot hold the values
+        original = full["state_dict"][key]
+        if not value.is_floating_point():
+            assert torch.equal(value, original)
+        elif original.abs().max() > torch.finfo(torch.float16).max:
+            assert value.dtype == torch.float32 and torch.equal(value, original)
+        else:
+            assert value.dtype == torch.float16
+    assert "optimizer_states" in full and "optimizer_states" not in released
+    assert released["dfss_config"] == full["dfss_config"] and released["epoch"] == full["epoch"]
+    assert out.stat().st_size < ckpt.stat().st_size / 3  # no optimizer state, one copy, half precision
+
+    # the model rebuilt from the release gives the checkpoint's outputs, to float16 rounding
+    images, _ = _test_images(synth_tiny, INPUT_SIZES[kind])
+    with torch.no_grad():
+        ours, theirs = decode(_model(out)(images)), decode(_model(ckpt)(images))
+    difference = float((ours.class_probs - theirs.class_probs).abs().max())
+    assert 0 < difference < 2e-3 and result["check"]["class_probs"] < 2e-3
+    # ... and every reader takes it: evaluation, export, the teacher of a distillation
+    metrics = [
+        evaluate(compose_config("eval", [f"ckpt_path={path}", "model_card=true"], tmp_path / f"eval_{i}"))
+        for i, path in enumerate((ckpt, out))
+    ]
+    assert metrics[1]["map50"] == pytest.approx(metrics[0]["map50"], abs=0.05)
+    assert "weights of epoch" in (tmp_path / "eval_1" / "model_card.md").read_text()
+    onnx = run(compose_config("export", [f"ckpt={out}", f"output={tmp_path / 'm.onnx'}"], tmp_path / "y"))
+    assert Path(onnx["path"]).is_file()
+    if kind == "teacher":
+        table = class_table_of(released, out)
+        teacher = load_teacher(out, None, table)
+        assert not any(p.requires_grad for p in teacher.parameters())
+        assert all(p.dtype == torch.float32 for p in teacher.parameters())
+
+
+@pytest.mark.integration
+def test_release_weights_that_miss_the_tolerance_are_an_error_and_leave_no_file(checkpoints, tmp_path):
+    out = tmp_path / "teacher.pt"
+    export = ["format=weights", f"ckpt={checkpoints['teacher']}", f"output={out}", "weights_tolerance=0"]
+    cfg = compose_config("export", export, tmp_path)
+    with pytest.raises(ExportError, match=r"does not reproduce the model.*weights_dtype=float32"):
+        run(cfg)
+    assert not out.exists() and not (tmp_path / "teacher.pt.sha256").exists()
+    cfg.weights_dtype = "float32"  # full precision reproduces it exactly
+    assert run(cfg)["check"]["class_probs"] == 0.0
+
+
+def test_release_casts_what_float16_holds_and_keeps_the_rest():
+    from dfss.models.checkpoints import CheckpointError
+    from dfss.models.release import release_checkpoint
+
+    state = {
+        "model.w": torch.tensor([0.1, -2.0]),
+        "model.bn.running_var": torch.tensor([1.0, 1.6e5]),  # past float16's 65504
+        "model.bn.num_batches_tracked": torch.tensor(7),
+        "model.nan": torch.tensor([float("nan")]),  # not finite already: cast as the rest
+        "other.w": torch.ones(1),
+    }
+    checkpoint = {"state_dict": state, "dfss_config": {}, "optimizer_states": [{}], "epoch": 3}
+    released = release_checkpoint(checkpoint, source="x.ckpt")
+    out = released["state_dict"]
+    assert set(out) == {"model.w", "model.bn.running_var", "model.bn.num_batches_tracked", "model.nan"}
+    assert out["model.w"].dtype == torch.float16 and out["model.nan"].dtype == torch.float16
+    assert out["model.bn.running_var"].dtype == torch.float32 and out["model.bn.running_var"][1] == 1.6e5
+    assert out["model.bn.num_batches_tracked"].dtype == torch.int64
+    assert set(released) == {"state_dict", "dfss_config", "epoch", "dfss_release"}
+    assert released["dfss_release"] == {"weights": "model", "dtype": "float16", "source": "x.ckpt"}
+    state["ema.module.w"] = torch.zeros(1)  # EMA weights, when there are, are the ones kept
+    assert set(release_checkpoint(checkpoint)["state_dict"]) == {"ema.module.w"}
+    with pytest.raises(CheckpointError, match="dtype must be one of"):
+        release_checkpoint(checkpoint, dtype="int8")

@@ -3,6 +3,7 @@ to end (real training, evaluation, T re-scoring, report with plots and a W&B off
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -149,7 +150,8 @@ def test_best_alpha_and_T_follow_the_targets_rules_and_verdicts_use_the_means():
     assert t.T == 0.1 and t.unknown_ap50 == pytest.approx(0.35) and t.known_change == pytest.approx(-0.005)
     by_target = {v.target: v for v in verdicts(results)}
     gain = next(v for t, v in by_target.items() if t.startswith("distillation gain"))
-    assert gain.met is True and "+10.0 points" in gain.measured  # 0.61 - 0.51
+    # 0.61 - 0.51, the same +10 points for both seeds: a zero-width interval above 0
+    assert gain.met is True and "+10.0 [+10.0, +10.0] points (2 seeds)" in gain.measured
     ratio = next(v for t, v in by_target.items() if t.startswith("DFSS >="))
     assert ratio.met is False and ratio.measured.startswith("0.87 x")  # 0.61 / 0.70
     weighted = next(v for t, v in by_target.items() if t.startswith("weighted loss"))
@@ -158,6 +160,19 @@ def test_best_alpha_and_T_follow_the_targets_rules_and_verdicts_use_the_means():
     assert unknown.met is True
     seeds = next(v for t, v in by_target.items() if t.startswith("each headline"))
     assert seeds.met is False and "alpha=4: 1" in seeds.measured
+
+
+def test_a_gain_whose_interval_holds_zero_is_no_significant_difference_and_misses_its_target():
+    results = _hand_made_results()
+    runs = [r for r in results.runs if r.name != "student_s2"]
+    runs.append(_run("student_s2", "student", 2, map50=0.62))  # differences +0.10 and 0.00
+    results = Results(results.folder, results.index, tuple(runs))
+    gain = next(v for v in verdicts(results) if v.target.startswith("distillation gain"))
+    assert gain.met is False
+    assert gain.measured.startswith("+5.0 [-58.5, +68.5] points (2 seeds): no significant difference")
+    one_seed = Results(results.folder, results.index, tuple(r for r in runs if r.seed == 1))
+    gain = next(v for v in verdicts(one_seed) if v.target.startswith("distillation gain"))
+    assert gain.met is False and "(1 seed, no interval)" in gain.measured  # no matches50.npz here
 
 
 # ---- a tiny plan, run for real --------------------------------------------------------------------
@@ -238,7 +253,7 @@ def test_a_plan_trains_evaluates_and_rescores_every_run(tiny_results):
         assert cfg["seed"] == index["runs"][name]["seed"]
         if name.startswith("weighted"):
             assert cfg["loss"]["dangerous_weight"] == 2.0
-            assert cfg["teacher"]["ckpt_path"] == str(out / "teacher_s1" / "checkpoints" / "last.ckpt")
+            assert cfg["teacher"]["ckpt_path"] == str(out / "teacher_s1" / "weights.pt")
         if name.startswith("ablation"):
             assert cfg["loss"]["distill"]["lambda_cls"] == 0.0
     # Only the alpha = 2 runs are re-scored, with the unknown rule at T = 0.5 and nothing else changed.
@@ -280,6 +295,46 @@ def test_parallel_runs_equal_the_serial_ones(tiny_results, tmp_path, monkeypatch
     again = run_plan(load_plan(str(root / "plan.yaml")), out, only=lambda s: s.name in names, jobs=2)
     assert again["runs"]["distill_s1"]["seconds_train"] == index["runs"]["distill_s1"]["seconds_train"]
     assert not list((out / "logs").glob("*.result.json")) and not list((out / "logs").glob("*.job.json"))
+
+
+@pytest.mark.integration
+def test_the_teacher_run_leaves_float16_weights_that_its_students_distil_from(tiny_results):
+    _, out, _ = tiny_results
+    weights = out / "teacher_s1" / "weights.pt"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (out / "teacher_s1" / "weights.pt.sha256").read_text() == f"{digest}  weights.pt\n"
+    released = torch.load(weights, map_location="cpu", weights_only=True)
+    last = torch.load(out / "teacher_s1" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert released["global_step"] == last["global_step"] and released["dfss_release"]["weights"] == "ema"
+    for key, value in released["state_dict"].items():
+        assert key.startswith("ema.module.") and (
+            not value.is_floating_point() or value.dtype == torch.float16
+        )
+    assert not (out / "student_s1" / "weights.pt").exists()  # students keep their checkpoints only
+
+
+@pytest.mark.integration
+def test_a_plan_committed_without_checkpoints_finishes_elsewhere_from_the_teachers_weights(
+    tiny_results, tmp_path
+):
+    """What git keeps of a plan folder (.gitignore: no checkpoints, CSV, logs or predictions) is enough
+    to train a missing student on another machine: finished runs stay as they are."""
+    root, serial, _ = tiny_results
+    out = tmp_path / "clone"
+    ignored = shutil.ignore_patterns("checkpoints", "csv", "logs", "predictions.json", "*.log")
+    shutil.copytree(serial, out, ignore=ignored)
+    shutil.rmtree(out / "distill_s2")  # not finished when the machine went away
+    kept = {p: p.read_bytes() for p in out.glob("*/eval/metrics.json")}
+    again = run_plan(load_plan(str(root / "plan.yaml")), out, only=lambda s: s.role != "ablation")
+    assert again["finished"] and (out / "distill_s2" / "eval" / "metrics.json").is_file()
+    assert {p: p.read_bytes() for p in kept} == kept  # nothing else trained or evaluated again
+    assert not (out / "teacher_s1" / "checkpoints").exists()
+    config = torch.load(out / "distill_s2" / "checkpoints" / "last.ckpt", weights_only=True)["dfss_config"]
+    assert config["teacher"]["ckpt_path"] == str(out / "teacher_s1" / "weights.pt")
+    # the same teacher weights, so the same run as in the original folder
+    assert json.loads((out / "distill_s2" / "eval" / "metrics.json").read_text()) == json.loads(
+        (serial / "distill_s2" / "eval" / "metrics.json").read_text()
+    )
 
 
 @pytest.mark.integration
@@ -403,6 +458,7 @@ def test_report_quotes_the_calibration_record_of_the_frozen_preset_version_only(
 @pytest.mark.integration
 def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path, monkeypatch):
     from dfss.report.cli import main as report_main
+    from dfss.report.stats import paired_difference
 
     _, out, _ = tiny_results
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -439,7 +495,16 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     results = load_results(out)
     distill = statistics.fmean(r.metrics["map50"] for r in results.arm("distill"))
     gain = next(t for t in targets if t["target"].startswith("distillation gain"))
-    assert gain["met"] == (distill - statistics.fmean(values) >= 0.065)
+    difference = paired_difference(results.arm("distill"), results.arm("student"), "map50")
+    assert difference.method == "seeds" and difference.mean == pytest.approx(
+        distill - statistics.fmean(values)
+    )
+    assert gain["met"] == (difference.mean >= 0.065 and difference.low > 0)
+    assert "| DFSS − FCOS | difference (95 % interval) |" in text and difference.fmt() in text
+    # The one-seed ablation's Δ has an image-bootstrap interval from the two evaluations' matches50.npz.
+    ablation = paired_difference(results.arm("ablation"), results.arm("distill"), "map50")
+    assert ablation.method == "images" and ablation.low <= ablation.high
+    assert "(1 seed, image bootstrap)" in ablation.fmt() and ablation.fmt() in text
     assert all(f"| {t['target']} |" in text for t in targets)
     # The one-seed ablations are read against DFSS's own spread over its seeds.
     low, high = sorted(r.metrics["map50"] for r in results.arm("distill"))

@@ -36,6 +36,7 @@ class Run:
     sweep_pr50: dict[float, dict[str, tuple[float, ...]]] = field(default_factory=dict)
     seconds_train: float = math.nan
     roc: dict[str, Any] | None = None  # the image alarm's ROC (roc.json: fpr, tpr, thresholds)
+    eval_folders: dict[float, Path] = field(default_factory=dict)  # T (0: no rule) -> evaluation folder
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def load_results(folder: str | Path) -> Results:
                 sweep_pr50=sweep_pr50,
                 seconds_train=float(entry.get("seconds_train", math.nan)),
                 roc=read_json(main / "roc.json") if (main / "roc.json").is_file() else None,
+                eval_folders={float(T): run_dir / sub for T, sub in evals.items()},
             )
         )
     if not runs:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from dfss.report import paper
 from dfss.report.collect import Results, Run, stat
+from dfss.report.stats import BOOTSTRAP_SAMPLES, interval, paired_difference
 from dfss.report.targets import best_alpha, best_T, calibration, t_sweep, verdicts
 
 HEADLINE = (("teacher", "teacher (YOLOX)"), ("student", "FCOS (no KD)"), ("distill", "DFSS (FCOS + KD)"))
@@ -72,6 +73,23 @@ def _model_table(results: Results, prefix: str) -> list[str]:
     return _table(header, rows)
 
 
+DIFFERENCE_KEYS = (
+    ("map50", "mAP50"),
+    ("map", "mAP"),
+    ("map50_dangerous", "dangerous mAP50"),
+    ("map50_normal", "normal mAP50"),
+)
+
+
+def _difference_table(results: Results) -> list[str]:
+    """DFSS minus FCOS, per figure, with its 95 % interval."""
+    student, distill = results.arm("student"), results.arm("distill")
+    if not student or not distill:
+        return []
+    rows = [[title, paired_difference(distill, student, key).fmt()] for key, title in DIFFERENCE_KEYS]
+    return ["", *_table(["DFSS − FCOS", "difference (95 % interval)"], rows)]
+
+
 def _weighted_table(results: Results) -> list[str]:
     base = results.arm("distill")
     rows = []
@@ -79,16 +97,16 @@ def _weighted_table(results: Results) -> list[str]:
         runs = results.arm("weighted", alpha=alpha)
         if not runs:
             continue
-        gain_d = stat(runs, "map50_dangerous").mean - stat(base, "map50_dangerous").mean
-        gain_n = stat(runs, "map50_normal").mean - stat(base, "map50_normal").mean
+        gain_d = paired_difference(runs, base, "map50_dangerous").fmt()
+        gain_n = paired_difference(runs, base, "map50_normal").fmt()
         rows.append(
             [
                 f"alpha = {alpha:g}" + (" (DFSS)" if alpha == 1 else ""),
                 stat(runs, "map50").fmt(),
                 stat(runs, "map50_dangerous").fmt(),
                 stat(runs, "map50_normal").fmt(),
-                _pts(gain_d) if alpha != 1 else "",
-                _pts(gain_n) if alpha != 1 else "",
+                gain_d if alpha != 1 else "",
+                gain_n if alpha != 1 else "",
                 str(len(runs)),
             ]
         )
@@ -120,11 +138,23 @@ def _weighted_table(results: Results) -> list[str]:
         "mAP50",
         "dangerous mAP50",
         "normal mAP50",
-        "Δ dangerous (points)",
-        "Δ normal (points)",
+        "Δ dangerous vs DFSS (95 % interval)",
+        "Δ normal vs DFSS (95 % interval)",
         "seeds",
     ]
     return _table(header, rows)
+
+
+def _known_change(runs: list[Run], T: float) -> str:
+    """Known mAP50 at T minus without the rule, run by run, with its 95 % t-interval."""
+    diffs = [r.sweep[T]["map50_known"] - r.metrics["map50_known"] for r in runs if T in r.sweep]
+    if not diffs:
+        return "-"
+    mean, low, high = interval(diffs)
+    if math.isnan(low):
+        return f"{100 * mean:+.1f}"
+    verdict = "" if low > 0 or high < 0 else " (no significant difference)"
+    return f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{verdict}"
 
 
 def _t_table(results: Results) -> list[str]:
@@ -134,11 +164,12 @@ def _t_table(results: Results) -> list[str]:
             _f(r.unknown_ap50),
             _f(r.unknown_recall50),
             _f(stat(results.sweep_runs, "map50_known", r.T or None).mean),
-            _pts(r.known_change),
+            _known_change(results.sweep_runs, r.T) if r.T else "",
         ]
         for r in t_sweep(results)
     ]
-    return _table(["T", "unknown AP50", "unknown recall50", "known mAP50", "Δ known (points)"], rows)
+    header = ["T", "unknown AP50", "unknown recall50", "known mAP50", "Δ known (points, 95 % interval)"]
+    return _table(header, rows)
 
 
 def _ablation_table(results: Results) -> list[str]:
@@ -149,7 +180,7 @@ def _ablation_table(results: Results) -> list[str]:
             continue
         seeds = {r.seed for r in runs}
         full = [r for r in results.arm("distill") if r.seed in seeds]
-        delta = stat(runs, "map50").mean - stat(full, "map50").mean if full else math.nan
+        delta = paired_difference(runs, full, "map50").fmt() if full else "-"
         rows.append(
             [
                 f"`{variant}`",
@@ -158,7 +189,7 @@ def _ablation_table(results: Results) -> list[str]:
                 stat(runs, "map").fmt(),
                 stat(runs, "map50_dangerous").fmt(),
                 stat(runs, "map50_normal").fmt(),
-                _pts(delta),
+                delta,
             ]
         )
     seeds = {r.seed for v in results.variants for r in results.arm("ablation", variant=v)}
@@ -176,7 +207,15 @@ def _ablation_table(results: Results) -> list[str]:
                 "",
             ],
         )
-    header = ["loss", "what", "mAP50", "mAP", "dangerous mAP50", "normal mAP50", "Δ mAP50 vs DFSS (points)"]
+    header = [
+        "loss",
+        "what",
+        "mAP50",
+        "mAP",
+        "dangerous mAP50",
+        "normal mAP50",
+        "Δ mAP50 vs DFSS (95 % interval)",
+    ]
     return _table(header, rows)
 
 
@@ -303,6 +342,11 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         f"- **Calibration** of the benchmark: {calib.target} — measured {calib.measured}: {calib.status}.",
         "- Figures are `mean ± sample std` over seeds (a single value: one seed). The paper's numbers are on "
         "its own private data: they orient, they do not compare like for like.",
+        "- Differences are the mean with its 95 % interval: paired by seed (Student's t) where the arms "
+        "share two or more seeds; for one seed, an image bootstrap of that pair "
+        f"({BOOTSTRAP_SAMPLES} resamples of the test images, the same for both runs; it covers the test "
+        "set's sampling, not the seed's). An interval that contains 0 is reported as "
+        "*no significant difference*, never as a gain.",
         "",
         "## Targets",
         "",
@@ -314,6 +358,7 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         "## (1)–(3) Teacher, FCOS, DFSS (the paper's Figure 5)",
         "",
         *_model_table(results, "mAP50"),
+        *_difference_table(results),
         "",
         *_model_table(results, "mAP"),
         "",

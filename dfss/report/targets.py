@@ -1,4 +1,5 @@
-"""Issue 7's targets, each judged on the measured means: met or missed, by how much."""
+"""The paper's targets, each judged on the measured means and, for a gain, on its 95 % interval
+(:mod:`dfss.report.stats`): met or missed, by how much."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TypeVar
 
 from dfss.report import paper
 from dfss.report.collect import Results, read_json, stat
+from dfss.report.stats import paired_difference
 
 Candidate = TypeVar("Candidate")
 
@@ -102,12 +104,13 @@ def verdicts(results: Results) -> list[Verdict]:
     teacher, student, distill = (stat(results.arm(r), "map50") for r in ("teacher", "student", "distill"))
     out = []
     if student.n and distill.n:
-        gain = distill.mean - student.mean
+        gain = paired_difference(results.arm("distill"), results.arm("student"), "map50")
         out.append(
             Verdict(
-                f"distillation gain (3) - (2) >= {_points(paper.TARGET_KD_GAIN)} mAP50",
-                f"{_points(gain)} ({distill.mean:.3f} vs {student.mean:.3f})",
-                gain >= paper.TARGET_KD_GAIN,
+                f"distillation gain (3) - (2) >= {_points(paper.TARGET_KD_GAIN)} mAP50, "
+                "its 95 % interval above 0",
+                f"{gain.fmt()} ({distill.mean:.3f} vs {student.mean:.3f})",
+                gain.mean >= paper.TARGET_KD_GAIN and gain.significant and gain.low > 0,
             )
         )
     if teacher.n and distill.n:
@@ -120,15 +123,20 @@ def verdicts(results: Results) -> list[Verdict]:
             out.append(Verdict(target, f"teacher mAP50 is 0 (DFSS {distill.mean:.3f})", None))
     choice = best_alpha(results)
     if choice is not None:
-        met = choice.dangerous_gain >= paper.TARGET_DANGEROUS_GAIN and (
-            choice.normal_change >= -paper.TARGET_NORMAL_LOSS
+        runs, base = results.arm("weighted", alpha=choice.alpha), results.arm("distill")
+        dangerous = paired_difference(runs, base, "map50_dangerous")
+        met = (
+            choice.dangerous_gain >= paper.TARGET_DANGEROUS_GAIN
+            and dangerous.significant
+            and dangerous.low > 0
+            and choice.normal_change >= -paper.TARGET_NORMAL_LOSS
         )
         out.append(
             Verdict(
-                f"weighted loss: dangerous mAP50 {_points(paper.TARGET_DANGEROUS_GAIN)} with normal "
-                f"mAP50 >= {_points(-paper.TARGET_NORMAL_LOSS)} (best alpha)",
-                f"alpha={choice.alpha:g}: dangerous {_points(choice.dangerous_gain)}, "
-                f"normal {_points(choice.normal_change)}",
+                f"weighted loss: dangerous mAP50 {_points(paper.TARGET_DANGEROUS_GAIN)} (interval above 0) "
+                f"with normal mAP50 >= {_points(-paper.TARGET_NORMAL_LOSS)} (best alpha)",
+                f"alpha={choice.alpha:g}: dangerous {dangerous.fmt()}, "
+                f"normal {paired_difference(runs, base, 'map50_normal').fmt()}",
                 met,
             )
         )

@@ -9,6 +9,8 @@ Layout of ``<out>``::
                                    (metrics.json, per_class.csv, pr_curves.json, roc.json,
                                    predictions.json)
     <run>/eval_T<T>/               the same checkpoint re-scored with the unknown rule at T
+    teacher_s<seed>/weights.pt     the teacher's EMA weights in float16 (+ .sha256): what every
+                                   student distils from (``teacher.ckpt_path``); small enough to commit
     logs/<run>.log                 with ``jobs > 1``: what that run's process printed (and, for
                                    a run that failed, ``<run>.job.json``: what it was given)
 
@@ -53,6 +55,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LAST = Path("checkpoints") / "last.ckpt"
+# A finished teacher run's EMA weights in float16 (dfss.models.release, with its .sha256): what its
+# students distil from, and small enough to commit, so that a plan whose folder is committed
+# without checkpoints can train its remaining students on another machine.
+TEACHER_WEIGHTS = Path("weights.pt")
+
+
+def teacher_checkpoint(out: Path, teacher: str) -> Path:
+    """What a student distils from: the teacher run's ``weights.pt``, else (a plan begun before
+    teachers wrote one) its ``last.ckpt``."""
+    weights = out / teacher / TEACHER_WEIGHTS
+    return weights if weights.is_file() else out / teacher / LAST
+
+
+def write_teacher_weights(run_dir: Path) -> Path:
+    """``<run>/weights.pt`` from the finished teacher run's ``last.ckpt``."""
+    from dfss.models.checkpoints import read_checkpoint
+    from dfss.models.release import release_checkpoint, write_release
+
+    path = run_dir / TEACHER_WEIGHTS
+    released = release_checkpoint(read_checkpoint(run_dir / LAST), source=str(run_dir / LAST))
+    sha = write_release(released, path)
+    log.info("%s: teacher weights %s (sha256 %s)", run_dir.name, path, sha)
+    return path
 
 
 def eval_dir_name(T: float | None = None) -> str:
@@ -95,7 +120,7 @@ def _train(spec: RunSpec, run_dir: Path, out: Path, quiet: bool = False) -> None
 
     overrides = [f"experiment={spec.experiment}", *spec.overrides, "test=false", *(QUIET if quiet else ())]
     if spec.teacher is not None:
-        overrides.append(f"teacher.ckpt_path={out / spec.teacher / LAST}")
+        overrides.append(f"teacher.ckpt_path={teacher_checkpoint(out, spec.teacher)}")
     if (run_dir / LAST).is_file():
         log.info("%s: resuming from %s", spec.name, run_dir / LAST)
         overrides.append(f"ckpt_path={run_dir / LAST}")
@@ -139,6 +164,8 @@ def run_one(
             start = time.perf_counter()
             evaluate_checkpoint(eval_overrides, run_dir / LAST, eval_dir, T)
             result[f"seconds_{eval_dir.name}"] = time.perf_counter() - start
+    if spec.role == "teacher" and not (run_dir / TEACHER_WEIGHTS).is_file():
+        write_teacher_weights(run_dir)
     return result
 
 
@@ -365,9 +392,11 @@ def run_plan(
         if (
             spec.teacher is not None
             and spec.teacher not in planned
-            and not (out / spec.teacher / LAST).is_file()
+            and not teacher_checkpoint(out, spec.teacher).is_file()
         ):
-            raise ConfigError(f"{spec.name} distils from {spec.teacher}, which has no {LAST} in {out}")
+            raise ConfigError(
+                f"{spec.name} distils from {spec.teacher}, which has no {TEACHER_WEIGHTS} or {LAST} in {out}"
+            )
 
     def record(spec: RunSpec, result: dict[str, Any]) -> None:
         entry = runs[spec.name]

@@ -519,6 +519,21 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     assert len(list((runs[0] / "files" / "media" / "images").rglob("*.png"))) == 6
 
 
+@pytest.mark.integration
+def test_a_second_plan_follows_as_a_section_with_its_own_plots(tiny_results, tmp_path):
+    from dfss.report.cli import main as report_main
+
+    _, out, _ = tiny_results
+    report = tmp_path / "results.md"
+    assert report_main(["--results", str(out), "--also", str(out), "--out", str(report), "--no-wandb"]) == 0
+    text = report.read_text()
+    main, _, section = text.partition("\n\n## DFSS results on the synthetic X-ray benchmark")
+    assert section and "## Targets" in main and "### Targets" in section and "\n## " not in section
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
+    assert len(images) == 6 and all(image.startswith(f"results/{out.name}/") for image in images)
+    assert all((tmp_path / image).is_file() for image in images)
+
+
 def test_report_of_an_incomplete_folder_is_a_clear_error(tmp_path, capsys):
     from dfss.report.cli import main as report_main
 

@@ -2,6 +2,7 @@
 
 dfss-report                                   # results/gpu -> docs/results.md
 dfss-report --results results/cpu --out docs/results.md
+dfss-report --results results/bench --also results/cpu   # the demo-scale plan further down
 """
 
 from __future__ import annotations
@@ -69,13 +70,26 @@ def log_to_wandb(results: Results, images: dict[str, Path], markdown: str) -> st
         run.finish()
 
 
-def write_report(results_dir: str | Path, out: str | Path, *, wandb: bool = True) -> Path:
-    """Write the report to ``out`` and its plots to ``<out without .md>/`` beside it."""
+def demoted(markdown: str) -> str:
+    """Every heading one level down (a whole report as a section of another)."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
+def write_report(
+    results_dir: str | Path, out: str | Path, *, wandb: bool = True, also: tuple[str | Path, ...] = ()
+) -> Path:
+    """Write the report to ``out`` and its plots to ``<out without .md>/`` beside it; each folder of
+    ``also`` follows as a section of its own (plots in ``<out without .md>/<folder name>/``)."""
     results = load_results(results_dir)
     out = Path(out)
     figures = out.with_suffix("")  # docs/results.md -> docs/results/
     images = make_plots(results, figures)
     markdown = render(results, {k: _relative(p, out.parent) for k, p in images.items()}, str(results_dir))
+    for folder in also:
+        extra = load_results(folder)
+        extra_images = make_plots(extra, figures / Path(folder).name)
+        section = render(extra, {k: _relative(p, out.parent) for k, p in extra_images.items()}, str(folder))
+        markdown += "\n\n" + demoted(section)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
     (figures / "targets.json").write_text(
@@ -103,11 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", default="docs/results.md", help="the report (plots go to <out without .md>/)"
     )
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        help="another dfss-results folder, reported further down as a section of its own (repeatable)",
+    )
     parser.add_argument("--no-wandb", action="store_true", help="do not send the plots to W&B")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        out = write_report(args.results, args.out, wandb=not args.no_wandb)
+        out = write_report(args.results, args.out, wandb=not args.no_wandb, also=tuple(args.also))
     except UserError as error:
         print(f"dfss-report: error: {error}", file=sys.stderr)
         return 2

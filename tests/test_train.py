@@ -189,9 +189,8 @@ def test_two_process_ddp_trains_checkpoints_and_evaluates_like_one_process(synth
     run(compose_config("train", fit_and_test, tmp_path / "ddp_fit_test"))  # two spawned stages
     header = (tmp_path / "ddp_fit_test" / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "val/map50" in header and "test/map50" in header  # both stages' columns survive
-    run(compose_config("train", [*base, "trainer=ddp_sim"], tmp_path / "ddp"))
-    ckpt = tmp_path / "ddp" / "checkpoints" / "last.ckpt"
-    assert ckpt.is_file() and not (tmp_path / "ddp" / "checkpoints" / "rank_1").exists()
+    ckpt = tmp_path / "ddp_fit_test" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file() and not (tmp_path / "ddp_fit_test" / "checkpoints" / "rank_1").exists()
     evaluate = [o for o in base if o != "test=false"] + [
         "train=false",
         f"ckpt_path={ckpt}",

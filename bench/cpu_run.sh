@@ -5,7 +5,7 @@
 # bf16 + channels_last per model; data_speed: the loaders; eval_speed:
 # COCO evaluation on one core against pycocotools; student_candidates: FLOPs, latency and training
 # speed of the FCOS students beside the YOLOX-s teacher). Stop other heavy jobs first: the figures are
-# single-thread timings. About 8 minutes on this project's 2-core machine.
+# single-thread timings. About 10 minutes on an idle 2-core machine.
 #   bash bench/cpu_run.sh            (PYTHON=... to pick the interpreter; default .venv/bin/python)
 set -uo pipefail
 python=${PYTHON:-$PWD/.venv/bin/python}

@@ -37,7 +37,7 @@ demo: synth ## The main job on the synthetic data: teacher -> FCOS -> DFSS -> ev
 
 PLAN ?= gpu
 RESULTS ?= results/$(PLAN)
-results: install ## The paper's experiments + report (PLAN=gpu: one GPU, ~8 min; PLAN=cpu: demo scale, ~45 min on 2 cores)
+results: install ## The paper's experiments + report (PLAN=gpu: one GPU, ~8 min; PLAN=cpu: demo scale, ~2.5 h on 2 cores in float32)
 	$(BIN)/dfss-results --plan $(PLAN) --out $(RESULTS) --report docs/results.md
 
 report: install ## docs/results.md and its plots from the runs in $(RESULTS) (and the plots to W&B)

@@ -149,3 +149,46 @@ def test_the_interval_of_a_difference_of_a_run_with_itself_is_zero_and_widens_wi
     other = MatchRecord.from_coco(gt, worse)
     diff = base - mean_over(other.ap50(counts))
     assert percentile_interval(diff)[0] > 0  # paired on the same resamples, the better one wins
+
+
+def test_one_seed_pairs_get_an_image_interval_only_on_the_same_images(tmp_path):
+    from pathlib import Path
+
+    from dfss.report.collect import Run
+    from dfss.report.stats import paired_difference
+
+    dataset, results = _scene(7, num_images=30)
+    gt = _index(dataset)
+    per_class = tuple(
+        {"name": c["name"], "supercategory": "normal", "coco_id": c["id"]} for c in dataset["categories"]
+    )
+
+    def run(name: str, records: MatchRecord) -> Run:
+        folder = tmp_path / name / "eval"
+        folder.mkdir(parents=True)
+        records.save(folder / "matches50.npz")
+        map50 = float(mean_over(records.ap50())[0])
+        return Run(
+            name,
+            "x",
+            1,
+            1.0,
+            None,
+            Path(name),
+            {"map50": map50},
+            per_class,
+            {},
+            (),
+            {},
+            {},
+            eval_folders={0.0: folder},
+        )
+
+    full = run("full", MatchRecord.from_coco(gt, results))
+    moved = [{**r, "bbox": [r["bbox"][0] + 90, *r["bbox"][1:]]} for r in results[::2]] + results[1::2]
+    worse = run("worse", MatchRecord.from_coco(gt, moved))
+    difference = paired_difference([full], [worse], "map50")
+    assert difference.method == "images" and difference.low <= difference.mean <= difference.high
+    fewer = run("fewer", MatchRecord.from_coco(gt, results, image_ids=[100, 101, 102]))
+    unpaired = paired_difference([full], [fewer], "map50")
+    assert unpaired.method == "none" and "no interval" in unpaired.fmt()

@@ -98,13 +98,17 @@ def paired_difference(a: list[Run], b: list[Run], key: str, T: float | None = No
 
 def image_interval(x: Run, y: Run, key: str, T: float | None = None) -> tuple[float, float]:
     """95 % interval of ``key`` of ``x`` minus ``y`` from one image bootstrap of both (nan when an
-    evaluation has no ``matches50.npz``, or ``key`` is not an AP50 the records give)."""
+    evaluation has no ``matches50.npz``, the two were scored on different images, or ``key`` is not
+    an AP50 the records give)."""
     paths = [_record_path(run, T) for run in (x, y)]
     columns = [_columns(run, key) for run in (x, y)]
     if any(p is None for p in paths) or any(c is None for c in columns):
         return math.nan, math.nan
     records = [_load(p) for p in paths]
-    same_images(*records)
+    try:
+        same_images(*records)
+    except ValueError:  # evaluated on different test sets: nothing to pair
+        return math.nan, math.nan
     counts = image_counts(len(records[0].image_ids), BOOTSTRAP_SAMPLES, seed=0)
     samples = [mean_over(r.ap50(counts), c) for r, c in zip(records, columns, strict=True)]
     return percentile_interval(samples[0] - samples[1])

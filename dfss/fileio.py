@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def umask_mode(mode: int = 0o666) -> int:
@@ -16,20 +18,29 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~current
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``. The file gets the
-    permissions a plain ``open()`` gives (the umask's), not ``mkstemp``'s private 0600."""
+@contextlib.contextmanager
+def open_atomic(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """A temporary file beside ``path``, opened in ``mode`` (``"w"``: UTF-8 text, ``"wb"``: bytes),
+    renamed over ``path`` when the block ends and removed if it raises: ``path`` is never
+    half-written. The file gets the permissions a plain ``open()`` gives (the umask's), not
+    ``mkstemp``'s private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             os.fchmod(f.fileno(), umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`open_atomic`."""
+    with open_atomic(path) as f:
+        f.write(text)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> None:

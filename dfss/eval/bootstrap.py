@@ -24,12 +24,11 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
 
-from dfss.fileio import umask_mode
+from dfss.fileio import open_atomic
 
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 FILE_NAME = "matches50.npz"
@@ -92,12 +91,8 @@ class MatchRecord:
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
+        with open_atomic(path, "wb") as f:
             np.savez_compressed(f, **{k: getattr(self, k) for k in self.__dataclass_fields__})
-            os.fchmod(f.fileno(), umask_mode())
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MatchRecord:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dfss.fileio import umask_mode, write_text_atomic
+from dfss.fileio import open_atomic, write_text_atomic
 from dfss.models.checkpoints import CheckpointError, weights_kind
 
 RELEASE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -72,16 +71,8 @@ def write_release(released: dict[str, Any], path: str | os.PathLike) -> str:
     """Save ``released`` to ``path`` (temporary file, then rename: never half-written) and its
     ``<path>.sha256``; returns the sha256."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(released, f)
-            os.fchmod(f.fileno(), umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open_atomic(path, "wb") as f:
+        torch.save(released, f)
     sha = sha256_of(path)
     write_text_atomic(path.with_name(path.name + ".sha256"), f"{sha}  {path.name}\n")
     return sha

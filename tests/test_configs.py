@@ -165,7 +165,7 @@ def test_plans_and_presets_live_outside_the_hydra_tree():
 
     conf = Path(__file__).parents[1] / "dfss" / "conf"
     assert not (conf / "results").exists() and not (conf / "synth").exists()
-    assert plan_names() == ["cpu", "gpu"] and load_plan("cpu").name == "cpu"
+    assert plan_names() == ["cpu", "cpu_benchmark", "gpu"] and load_plan("cpu").name == "cpu"
     assert {"small", "benchmark", "results"} <= set(preset_names()) and load_preset("results").version
 
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from dfss.report import paper
 from dfss.report.collect import Results, read_json, stat
-from dfss.report.stats import paired_difference
+from dfss.report.stats import interval, paired_difference
 
 Candidate = TypeVar("Candidate")
 
@@ -118,6 +118,9 @@ def verdicts(results: Results) -> list[Verdict]:
         if teacher.mean > 0:
             ratio = distill.mean / teacher.mean
             measured = f"{ratio:.2f} x ({distill.mean:.3f} vs {teacher.mean:.3f})"
+            _, low, high = interval([stat([r], "map50").mean / teacher.mean for r in results.arm("distill")])
+            if not math.isnan(low):  # over the DFSS seeds, the teacher's figure held fixed
+                measured = f"{ratio:.2f} x [{low:.2f}, {high:.2f}] ({distill.mean:.3f} vs {teacher.mean:.3f})"
             out.append(Verdict(target, measured, ratio >= paper.TARGET_KD_OF_TEACHER))
         else:
             out.append(Verdict(target, f"teacher mAP50 is 0 (DFSS {distill.mean:.3f})", None))

@@ -31,6 +31,7 @@ _PLAN_KEYS = {
     "eval",
     "unknown",
     "jobs",
+    "release",
     *ROLES,
 }
 
@@ -57,6 +58,9 @@ class Plan:
     unknown_alpha: float
     unknown_T: tuple[float, ...]
     jobs: int = 1  # runs trained side by side (each in its own process) unless dfss-results --jobs says
+    # roles whose finished runs also leave float16 release weights (weights.pt) to commit; the teacher's
+    # always do (its students distil from them)
+    release: tuple[str, ...] = ("teacher",)
 
     def seeds_of(self, role: str) -> tuple[int, ...]:
         stage = self.stages[role]
@@ -78,6 +82,7 @@ class RunSpec:
     alpha: float = 1.0
     variant: str | None = None  # ablation: the loss option
     teacher: str | None = None  # name of the teacher run whose last.ckpt this run distils from
+    release: bool = False  # the finished run also writes weights.pt (the plan's release roles)
 
 
 def plan_names() -> list[str]:
@@ -137,7 +142,10 @@ def plan_from_mapping(mapping: dict[str, Any], source: str = "plan") -> Plan:
         unknown_alpha=float(unknown["alpha"]),
         unknown_T=tuple(float(t) for t in unknown["T"]),
         jobs=int(mapping.get("jobs", 1)),
+        release=tuple(dict.fromkeys(["teacher", *(str(r) for r in mapping.get("release") or ())])),
     )
+    if bad_roles := sorted(set(plan.release) - set(ROLES)):
+        raise ConfigError(f"{source}: release names unknown roles {bad_roles}; roles: {list(ROLES)}")
     if plan.jobs < 1:
         raise ConfigError(f"{source}: jobs must be at least 1, not {plan.jobs}")
     if len(plan.seeds_of("teacher")) < 1 or not plan.seeds:
@@ -167,7 +175,18 @@ def expand(plan: Plan) -> list[RunSpec]:
         teacher = (
             None if role in ("teacher", "student") else teacher_of.get(seed, f"teacher_s{teacher_seeds[0]}")
         )
-        runs.append(RunSpec(name, role, stage.experiment, seed, overrides, teacher=teacher, **fields))
+        runs.append(
+            RunSpec(
+                name,
+                role,
+                stage.experiment,
+                seed,
+                overrides,
+                teacher=teacher,
+                release=role in plan.release,
+                **fields,
+            )
+        )
 
     for seed in teacher_seeds:
         add("teacher", f"teacher_s{seed}", seed)

@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 LAST = Path("checkpoints") / "last.ckpt"
 # A finished teacher run's EMA weights in float16 (dfss.models.release, with its .sha256): what its
 # students distil from, and small enough to commit, so that a plan whose folder is committed
-# without checkpoints can train its remaining students on another machine.
-TEACHER_WEIGHTS = Path("weights.pt")
+# without checkpoints can train its remaining students on another machine. Runs of the plan's other
+# release roles leave the same file: weights to ship, whatever machine trained them.
+TEACHER_WEIGHTS = RELEASE_WEIGHTS = Path("weights.pt")
 
 
 def teacher_checkpoint(out: Path, teacher: str) -> Path:
@@ -68,15 +69,15 @@ def teacher_checkpoint(out: Path, teacher: str) -> Path:
     return weights if weights.is_file() else out / teacher / LAST
 
 
-def write_teacher_weights(run_dir: Path) -> Path:
-    """``<run>/weights.pt`` from the finished teacher run's ``last.ckpt``."""
+def write_release_weights(run_dir: Path) -> Path:
+    """``<run>/weights.pt`` from the finished run's ``last.ckpt``."""
     from dfss.models.checkpoints import read_checkpoint
     from dfss.models.release import release_checkpoint, write_release
 
-    path = run_dir / TEACHER_WEIGHTS
+    path = run_dir / RELEASE_WEIGHTS
     released = release_checkpoint(read_checkpoint(run_dir / LAST), source=str(run_dir / LAST))
     sha = write_release(released, path)
-    log.info("%s: teacher weights %s (sha256 %s)", run_dir.name, path, sha)
+    log.info("%s: release weights %s (sha256 %s)", run_dir.name, path, sha)
     return path
 
 
@@ -149,8 +150,10 @@ def run_one(
 ) -> dict[str, Any]:
     """Train ``spec`` (unless done; resuming a cut run) and evaluate it at each T (None: no rule).
 
-    Returns what ``index.json`` keeps of it: seconds spent, the evaluation folder of each T, and
-    ``from_scratch`` when it trained with no ``last.ckpt`` to resume (its folder new or deleted)."""
+    Returns what ``index.json`` keeps of it: seconds spent, the evaluation folder of each T,
+    ``from_scratch`` when it trained with no ``last.ckpt`` to resume (its folder new or deleted), and
+    ``trained_on``: the machine, its torch threads and whether it trained in bf16 (a plan may span
+    machines with and without native bf16)."""
     run_dir = out / spec.name
     result: dict[str, Any] = {"evals": eval_dirs(thresholds)}
     if not (run_dir / "metrics.json").is_file():
@@ -158,14 +161,15 @@ def run_one(
         start = time.perf_counter()
         _train(spec, run_dir, out, quiet=quiet)
         result["seconds_train"] = time.perf_counter() - start
+        result["trained_on"] = environment()
     for T in thresholds:
         eval_dir = run_dir / eval_dir_name(T)
         if not (eval_dir / "metrics.json").is_file():
             start = time.perf_counter()
             evaluate_checkpoint(eval_overrides, run_dir / LAST, eval_dir, T)
             result[f"seconds_{eval_dir.name}"] = time.perf_counter() - start
-    if spec.role == "teacher" and not (run_dir / TEACHER_WEIGHTS).is_file():
-        write_teacher_weights(run_dir)
+    if (spec.release or spec.role == "teacher") and not (run_dir / RELEASE_WEIGHTS).is_file():
+        write_release_weights(run_dir)
     return result
 
 
@@ -401,10 +405,12 @@ def run_plan(
     def record(spec: RunSpec, result: dict[str, Any]) -> None:
         entry = runs[spec.name]
         if result.pop("from_scratch", False):  # a run folder deleted to redo it: its old times go too
-            for key in [k for k in entry if k.startswith("seconds_")]:
+            for key in [k for k in entry if k.startswith("seconds_") or k == "trained_on"]:
                 del entry[key]
         entry["seconds_train"] = entry.get("seconds_train", 0.0) + result.pop("seconds_train", 0.0)
         entry.setdefault("evals", {}).update(result.pop("evals"))
+        if "trained_on" in result:  # one entry per invocation that trained part of the run
+            entry.setdefault("trained_on", []).append(result.pop("trained_on"))
         entry.update(result)
         index_path.write_text(json.dumps(index, indent=2))  # after every run: a crash loses nothing
 

@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo inspect synth results report test test-fast test-all lint format bench clean
+.PHONY: help install demo inspect synth results report weights test test-fast test-all lint format bench clean
 
 help: ## Show this help
 	@echo "DFSS — Distil FCOS for Security Scanning"
@@ -42,6 +42,9 @@ results: install ## The paper's experiments + report (PLAN=gpu: one GPU, ~8 min;
 
 report: install ## docs/results.md and its plots from the runs in $(RESULTS) (and the plots to W&B)
 	$(BIN)/dfss-report --results $(RESULTS) --out docs/results.md
+
+weights: install ## Ship $(RESULTS)'s teacher and best DFSS student (float16, sha256, model card) into weights/
+	$(BIN)/python -m dfss.results.ship --results $(RESULTS) --out weights
 
 inspect: synth ## Load the synthetic set through the data module and draw augmented samples
 	$(BIN)/dfss-inspect data=synth_small

@@ -23,9 +23,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``), else the machine type (``x86_64``)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return f"{value.strip()}, {platform.machine()}"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe_device(device: torch.device) -> str:
-    """The GPU's name, or the CPU with its core and torch thread counts."""
+    """The GPU's name, or the CPU's model with its core and torch thread counts."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    processor = platform.processor() or platform.machine()
-    return f"CPU ({processor}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return f"CPU ({cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import platform
 import re
 import shutil
 import subprocess
@@ -322,6 +323,17 @@ def test_predict_split_maps_boxes_to_original_pixels_and_labels_to_category_ids(
         predict_split(
             OracleDetector(objects_per_image, 3), datamodule, "test", PostProcessConfig(), torch.device("cpu")
         )
+
+
+def test_the_cpu_is_described_by_its_model_name_where_the_system_gives_one(tmp_path):
+    from dfss.device import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu\n")
+    assert cpu_model(str(info)) == f"AMD EPYC 9R14, {platform.machine()}"
+    info.write_text("processor\t: 0\n")
+    assert cpu_model(str(info)) == (platform.processor() or platform.machine())
+    assert cpu_model(str(tmp_path / "missing")) == (platform.processor() or platform.machine())
 
 
 def test_device_names():

@@ -594,3 +594,67 @@ def test_report_of_an_incomplete_folder_is_a_clear_error(tmp_path, capsys):
 
     assert report_main(["--results", str(tmp_path), "--out", str(tmp_path / "r.md"), "--no-wandb"]) == 2
     assert f"{tmp_path / 'index.json'} is missing" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_shipping_copies_the_teacher_and_the_best_dfss_run_by_val_map50_with_sha256_and_model_card(
+    tiny_results, tmp_path
+):
+    from dfss.results.ship import chosen_runs, ship
+
+    _, out, _ = tiny_results
+    val = {
+        n: json.loads((out / n / "metrics.json").read_text())["val/map50"]
+        for n in ("distill_s1", "distill_s2")
+    }
+    best = max(sorted(val), key=val.get)  # ties: the lower seed
+    assert chosen_runs(out) == [("teacher", "teacher_s1"), ("dfss", best)]
+    shipped = ship(out, tmp_path / "weights")
+    assert [p.name for p in shipped] == ["teacher_yolox_nano.pt", "dfss_fcos_r18_64.pt"]
+    for path, run in zip(shipped, ("teacher_s1", best), strict=True):
+        assert path.read_bytes() == (out / run / "weights.pt").read_bytes()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert path.with_name(path.name + ".sha256").read_text() == f"{digest}  {path.name}\n"
+        card = path.with_suffix(".md").read_text()
+        # the card is of the shipped file, scored on the plan's test split
+        assert str(path) in card and "test" in card
+    # a plan under way, no DFSS run finished: the teacher alone; without a finished teacher: an error
+    clone = tmp_path / "under_way"
+    shutil.copytree(out, clone, ignore=shutil.ignore_patterns("checkpoints", "csv", "logs"))
+    for run in ("distill_s1", "distill_s2"):
+        (clone / run / "weights.pt").unlink()
+    assert chosen_runs(clone) == [("teacher", "teacher_s1")]
+    (clone / "teacher_s1" / "weights.pt").unlink()
+    with pytest.raises(ConfigError, match=r"no finished teacher run with weights\.pt \(\['teacher_s1'\]\)"):
+        chosen_runs(clone)
+
+
+@pytest.mark.integration
+def test_a_time_budget_starts_only_runs_expected_to_end_within_it(tiny_results, tmp_path):
+    from dfss.results.runner import expected_seconds
+
+    root, serial, _ = tiny_results
+    out = tmp_path / "budget"
+    shutil.copytree(serial, out)
+    index = json.loads((out / "index.json").read_text())
+    for entry in index["runs"].values():  # FCOS runs take an hour here, distillations a second
+        for key in [k for k in entry if k.startswith("seconds_")]:
+            entry[key] = 3600.0 if entry["role"] == "student" else 1.0
+    (out / "index.json").write_text(json.dumps(index))
+    for name in ("student_s1", "distill_s2"):
+        shutil.rmtree(out / name)
+    specs = {s.name: s for s in expand(load_plan(str(root / "plan.yaml")))}
+    assert expected_seconds(index["runs"], specs["student_s1"]) == 3600 * 2  # training and its one eval
+    # a distillation's: the longest, the alpha = 2 run re-scored at T = 0.5 (training and 2 evaluations)
+    assert expected_seconds(index["runs"], specs["ablation_kd_no_cls_s1"]) == 3.0
+    assert expected_seconds({}, specs["student_s1"]) is None
+    again = run_plan(load_plan(str(root / "plan.yaml")), out, time_budget=600)
+    assert again["not_started"] == ["student_s1"] and "finished" not in again
+    assert not (out / "student_s1").exists() and (out / "distill_s2" / "eval" / "metrics.json").is_file()
+    # with room for it, the next call trains it and the plan is finished
+    index = json.loads((out / "index.json").read_text())
+    for name in ("student_s1", "student_s2"):
+        index["runs"][name]["seconds_train"] = index["runs"][name]["seconds_eval"] = 1.0
+    (out / "index.json").write_text(json.dumps(index))
+    final = run_plan(load_plan(str(root / "plan.yaml")), out, time_budget=600, jobs=1)
+    assert "not_started" not in final and final["finished"] and (out / "student_s1" / "eval").is_dir()

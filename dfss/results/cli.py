@@ -5,6 +5,7 @@ as one resumable job, then the report (``dfss-report``) from its runs.
     dfss-results --plan cpu               # the same experiments at demo scale on a CPU
     dfss-results --only 'teacher|student' # a subset of the runs (a regular expression on run names)
     dfss-results --plan cpu --jobs 2      # two runs side by side, each in its own process
+    dfss-results --plan cpu_benchmark --time-budget 170   # start only runs that should end in 170 min
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="runs trained side by side, each in its own process (default: the plan's)",
     )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="start a run only if it should end within this many minutes of now, judged by the longest "
+        "finished run of its kind (on a machine lent for a fixed time); the rest wait for the next call",
+    )
     parser.add_argument("--synth-workers", type=int, default=2, help="processes generating the data set")
     parser.add_argument("--report", default="docs/results.md", help="report to write afterwards ('' = none)")
     parser.add_argument("--no-wandb", action="store_true", help="do not send the report's plots to W&B")
@@ -71,7 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         jobs = plan.jobs if args.jobs is None else args.jobs
         if jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, not {jobs}")
-        run_plan(plan, out, only=keep, synth_workers=args.synth_workers, jobs=jobs)
+        budget = None if args.time_budget is None else 60 * args.time_budget
+        index = run_plan(
+            plan, out, only=keep, synth_workers=args.synth_workers, jobs=jobs, time_budget=budget
+        )
+        if index.get("not_started"):
+            Console().print(
+                f"{len(index['not_started'])} runs left for the next call (the time budget): "
+                + ", ".join(index["not_started"])
+            )
         Console().print(f"results of plan {plan.name!r} in {out} ({time.perf_counter() - start:.0f} s)")
         if args.report:
             from dfss.report.cli import write_report

@@ -210,9 +210,11 @@ def run_parallel(
     thresholds_of: dict[str, list[float | None]],
     jobs: int,
     record: Callable[[RunSpec, dict[str, Any]], None],
+    starts: Callable[[RunSpec], bool] = lambda spec: True,
 ) -> list[str]:
     """Run ``specs`` ``jobs`` at a time, each as ``python -m dfss.results.runner <job.json>``; a run
-    waits for its teacher run. Returns one line per run that did not finish (empty: all did).
+    waits for its teacher run, and is left for a later invocation when ``starts`` says no (the time
+    budget). Returns one line per run that did not finish (empty: all did).
 
     Stopped (Ctrl-C, SIGTERM), it passes SIGTERM on to the runs in flight, which write their
     ``last.ckpt`` on it (``ResumeCheckpoint``), so that the next invocation continues them."""
@@ -247,6 +249,8 @@ def run_parallel(
                 if is_done(spec, out, thresholds_of[spec.name]):  # from an earlier invocation
                     record(spec, {"evals": eval_dirs(thresholds_of[spec.name])})
                     done += 1
+                    continue
+                if not starts(spec):
                     continue
                 job = logs / f"{spec.name}.job.json"
                 job.write_text(
@@ -354,6 +358,28 @@ def environment() -> dict[str, Any]:
     }
 
 
+# Runs of these roles cost alike (the same student, distilled): one's time predicts another's.
+_COST_CLASS = {
+    "teacher": "teacher",
+    "student": "student",
+    "distill": "kd",
+    "weighted": "kd",
+    "ablation": "kd",
+}
+
+
+def expected_seconds(runs: dict[str, dict[str, Any]], spec: RunSpec) -> float | None:
+    """How long ``spec`` should take, training and evaluations: the longest finished run of its cost
+    class in ``index.json``'s ``runs`` (None while none has finished)."""
+    times = [
+        sum(v for k, v in entry.items() if k.startswith("seconds_"))
+        for entry in runs.values()
+        if _COST_CLASS.get(entry.get("role", "")) == _COST_CLASS[spec.role]
+        and entry.get("seconds_train", 0) > 0
+    ]
+    return max(times) if times else None
+
+
 def run_plan(
     plan: Plan,
     out: str | Path,
@@ -361,10 +387,15 @@ def run_plan(
     only: Callable[[RunSpec], bool] | None = None,
     synth_workers: int = 2,
     jobs: int = 1,
+    time_budget: float | None = None,
 ) -> dict[str, Any]:
     """Every run of ``plan`` (or those ``only`` keeps), evaluated; returns and writes ``index.json``.
 
-    ``jobs`` runs at a time, each in its own process when it is above 1 (see the module's note)."""
+    ``jobs`` runs at a time, each in its own process when it is above 1 (see the module's note).
+    With ``time_budget`` (seconds), a run starts only if it is expected to end within that time of
+    the call (:func:`expected_seconds`; a run of a kind none of which has finished yet always
+    starts): on a machine lent for a fixed time, no run is begun only to be cut off. The runs left
+    are listed in the log and under ``not_started`` in ``index.json``; the next call starts them."""
     out = Path(out).resolve()
     specs = [s for s in expand(plan) if only is None or only(s)]
     check_accelerator(plan, specs)
@@ -415,9 +446,35 @@ def run_plan(
         index_path.write_text(json.dumps(index, indent=2))  # after every run: a crash loses nothing
 
     begun, clock = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+    not_started: list[str] = []
+
+    def starts(spec: RunSpec) -> bool:
+        if spec.teacher in not_started:
+            not_started.append(spec.name)
+            log.warning("%s not started: its teacher run %s was not started", spec.name, spec.teacher)
+            return False
+        expected = expected_seconds(runs, spec)
+        if time_budget is None or expected is None:
+            return True
+        left = time_budget - (time.perf_counter() - clock)
+        if expected <= left:
+            return True
+        not_started.append(spec.name)
+        log.warning(
+            "%s not started: it would take about %.0f min (its kind's longest finished run) and %.0f "
+            "min of the time budget are left; the next invocation starts it",
+            spec.name,
+            expected / 60,
+            max(left, 0) / 60,
+        )
+        return False
+
+    index.pop("not_started", None)
     try:
         if jobs <= 1:
             for number, spec in enumerate(specs, start=1):
+                if not is_done(spec, out, thresholds_of[spec.name]) and not starts(spec):
+                    continue
                 log.info(
                     "[%d/%d] %s: experiment=%s %s",
                     number,
@@ -429,13 +486,16 @@ def run_plan(
                 # A planned teacher ran (or raised) before its students; an unplanned one was checked above.
                 record(spec, run_one(plan.eval, spec, out, thresholds_of[spec.name]))
         else:
-            failures = run_parallel(plan, specs, out, thresholds_of, jobs, record)
+            failures = run_parallel(plan, specs, out, thresholds_of, jobs, record, starts)
             if failures:
                 raise RunFailed(
                     f"{len(failures)} of {len(specs)} runs did not finish (the others are kept; run the "
                     "same command again to retry them):\n  " + "\n  ".join(failures)
                 )
-        index["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if not_started:
+            index["not_started"] = not_started
+        else:
+            index["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     finally:
         # Wall-clock time of each invocation (with parallel jobs, less than the runs' seconds summed).
         index.setdefault("invocations", []).append(

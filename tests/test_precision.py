@@ -9,8 +9,11 @@ compute in float32, so on the *same* raw outputs they must agree with float32 to
 the rounding of each layer's activations; on the FCOS-R50 student (GroupNorm head) it
 moved the losses by <= 0.12 % when measured: the test allows 1 %. On YOLOX-s in training mode at
 random init, batch norm divides near-constant activations by their tiny spread and so amplifies the
-rounding: over three input seeds the total loss moved by <= 3.0 %, its parts by <= 5.7 %, and SimOTA
-kept 9-10 of its ~12 foreground points: the test allows 5 % / 10 % and >= 99 % of points agreeing.
+rounding: over three input seeds the total loss moved by <= 3.0 %, and SimOTA kept 7-10 of its ~12
+foreground points. Each swapped point moves a part's mean over so few points by several percent (on
+one CPU the class loss moved by 11.6 % with 3 of 10 points swapped), so the parts are compared with
+the float32 assignment held fixed, where they moved by <= 3.5 %: the test allows 5 % for the total,
+10 % for each part and >= 99 % of points assigned alike.
 The tests run the criteria on the outputs of the smaller FCOS-R18 (64-channel head) and YOLOX-nano,
 within the same tolerances: the criteria are under test, not the networks, and on a CPU without
 native bf16 the autocast forward of FCOS-R50 alone took about a minute.
@@ -169,11 +172,16 @@ def test_bf16_forward_moves_the_losses_only_as_much_as_bf16_outputs_explain(yolo
     ycriterion, y32, y16, boxes, labels = yolox_case
     l32, l16 = ycriterion(y32, boxes, labels), bf16(lambda: ycriterion(y16, boxes, labels))
     assert l16["loss"].item() == pytest.approx(l32["loss"].item(), rel=0.05)
-    for key in ("loss_iou", "loss_obj", "loss_cls"):
-        assert l16[key].item() == pytest.approx(l32[key].item(), rel=0.10), key
-    m32 = ycriterion.assign(y32, boxes, labels).foreground_mask
+    a32 = ycriterion.assign(y32, boxes, labels)
     m16 = bf16(lambda: ycriterion.assign(y16, boxes, labels)).foreground_mask
-    assert (m32 == m16).float().mean().item() >= 0.99  # a few points near a cost tie may swap
+    assert (a32.foreground_mask == m16).float().mean().item() >= 0.99  # a few points near a cost tie may swap
+    # Each part, with SimOTA's float32 choice of foreground points held fixed: with ~10 foreground
+    # points, one swapped point alone moves a part's mean by several percent.
+    held = YOLOXCriterion(CLASSES)
+    held.assign = lambda *args, **kwargs: a32
+    l16_held = bf16(lambda: held(y16, boxes, labels))
+    for key in ("loss_iou", "loss_obj", "loss_cls"):
+        assert l16_held[key].item() == pytest.approx(l32[key].item(), rel=0.10), key
 
 
 def test_precision_auto_follows_the_hardware():

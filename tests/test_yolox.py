@@ -540,9 +540,12 @@ def test_outputs_equal_the_official_implementation(
     case = official_results["outputs"][variant]
     images, raw, decoded = case["images"], case["raw"], case["decoded"]
     path = _reference_checkpoint(case, variant, tmp_path / "official.pth")
-    ours = YOLOX_VARIANTS[variant](NUM_CLASSES, weights_path=path).eval()
+    # In float64, as the official outputs were computed: float32 rounding, amplified by these deep
+    # random-init networks to ~1e-4 and different from one CPU to another, is out of the comparison.
+    ours = YOLOX_VARIANTS[variant](NUM_CLASSES, weights_path=path).eval().double()
     with torch.no_grad():
         outputs = ours(images)
+    assert outputs.box_regression.dtype == torch.float64
 
     assert raw.shape == (2, outputs.points.shape[0], 5 + NUM_CLASSES)
     assert torch.isfinite(decoded).all() and torch.isfinite(outputs.box_regression).all()
@@ -558,8 +561,8 @@ def test_outputs_equal_the_official_implementation(
     box_size = decoded[..., 2:4].amax(-1, keepdim=True).clamp(min=1)
     diffs["decoded boxes (/ box size)"] = ((cxcywh - decoded[..., :4]).abs() / box_size).max().item()
     print(variant, "max abs differences:", diffs)
-    assert all(diff < 1e-4 for diff in diffs.values()), diffs  # also fails on NaN
-    assert diffs["sigmoid(objectness)"] < 1e-5 and diffs["sigmoid(cls)"] < 1e-5, diffs
+    decoded_diff = diffs.pop("decoded boxes (/ box size)")  # decoding is float32 by contract
+    assert decoded_diff < 1e-4 and all(diff < 1e-9 for diff in diffs.values()), diffs  # fails on NaN
 
 
 @pytest.mark.parametrize("variant", sorted(official.LOSS_CASES))

@@ -51,16 +51,19 @@ def case_images(kind: str, seed: int) -> torch.Tensor:
 
 def reference_weights(variant: str, images: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
     """Weights far from the initial ones, as a trained model's are, made with our YOLOX (whose keys are
-    the official ones): running batch-norm statistics of real activations, batch-norm affine
+    the official ones): running batch-norm statistics of real activations (computed in float64, so
+    that every CPU makes the same float32 weights), batch-norm affine
     parameters spread around 1 / 0, noisy prediction biases, box weights kept in a trained range."""
     torch.manual_seed(seed)
     model = YOLOX_VARIANTS[variant](NUM_CLASSES)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    model.train()
+    model.double().train()  # float64: the statistics come out bit-equal on every CPU
     with torch.no_grad():
         for norm in norms:
             norm.momentum = 1.0  # one pass sets the running statistics
-        model.backbone(model.normalize(images))
+        model.backbone(model.normalize(images.double()))
+    model.float()
+    with torch.no_grad():
         for norm in norms:
             norm.momentum = 0.03
             norm.weight.uniform_(0.5, 1.5)
@@ -83,8 +86,14 @@ def fingerprint(state: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def same_weights(state: dict[str, torch.Tensor], stored: torch.Tensor) -> bool:
+    """Both sums of every tensor equal up to 1e-5 of its sum of absolute values: a signed sum of
+    running means cancels to near 0, where the forward pass's rounding on another CPU (a few 1e-6
+    of the absolute sum) is a large part of it; different random numbers move it by O(1)."""
     found = fingerprint(state)
-    return found.shape == stored.shape and torch.allclose(found, stored, rtol=1e-5, atol=1e-6)
+    if found.shape != stored.shape:
+        return False
+    scale = stored[:, 1:].abs() * 1e-5 + 1e-6
+    return bool(((found - stored).abs() <= scale).all())
 
 
 def loss_targets() -> tuple[list[torch.Tensor], list[torch.Tensor]]:

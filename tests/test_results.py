@@ -113,6 +113,22 @@ def cfg_tuple(cfg) -> tuple:
     )
 
 
+def test_dry_run_prints_the_teacher_file_the_students_will_distil_from(tmp_path, capsys):
+    from dfss.results.cli import main
+
+    args = ["--plan", "cpu_benchmark", "--out", str(tmp_path), "--dry-run"]
+    args += ["--only", "^(teacher|distill)_s1$"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["teacher_s1", "distill_s1"]
+    assert lines[1].endswith(f"teacher.ckpt_path={tmp_path}/teacher_s1/checkpoints/last.ckpt")
+    (tmp_path / "teacher_s1").mkdir()
+    (tmp_path / "teacher_s1" / "weights.pt").write_bytes(b"")  # a finished teacher leaves its weights
+    assert main(args) == 0
+    weights = f"teacher.ckpt_path={tmp_path}/teacher_s1/weights.pt"
+    assert capsys.readouterr().out.splitlines()[1].endswith(weights)
+
+
 def test_plan_errors_name_the_problem(tmp_path):
     with pytest.raises(
         ConfigError, match=r"no results plan 'gpx'; available: \['cpu', 'cpu_benchmark', 'gpu'\]"

@@ -22,7 +22,7 @@ from rich.logging import RichHandler
 
 from dfss.errors import ConfigError, UserError
 from dfss.results.plan import expand, load_plan, plan_names
-from dfss.results.runner import run_plan
+from dfss.results.runner import run_plan, teacher_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             for spec in expand(plan):
                 if keep is None or keep(spec):
                     teacher = (
-                        f" teacher.ckpt_path={out / spec.teacher}/checkpoints/last.ckpt"
-                        if spec.teacher
-                        else ""
+                        f" teacher.ckpt_path={teacher_checkpoint(out, spec.teacher)}" if spec.teacher else ""
                     )
                     print(
                         f"{spec.name}: train.py experiment={spec.experiment} "

@@ -19,6 +19,7 @@ from PIL import Image
 
 from dfss.config import compose_config
 from dfss.errors import ConfigError
+from dfss.models.checkpoints import read_checkpoint
 from dfss.precision import native_bf16
 from dfss.report.collect import Results, ResultsError, Run, load_results
 from dfss.report.targets import best_alpha, best_T, verdicts
@@ -425,6 +426,36 @@ def test_a_run_folder_deleted_to_redo_it_gets_its_new_times_not_the_old_ones_add
 
 
 @pytest.mark.integration
+def test_a_run_stopped_and_resumed_counts_the_training_time_and_machine_of_both_parts(tiny_results, tmp_path):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    root, _, _ = tiny_results
+    plan = yaml.safe_load((root / "plan.yaml").read_text())
+    stopper = [
+        "+callbacks.signal_at_step._target_=tests.helpers.signals.SignalAtStep",
+        "+callbacks.signal_at_step.step=1",
+    ]
+    plan["student"]["overrides"] = stopper
+    (tmp_path / "stopped.yaml").write_text(yaml.safe_dump(plan))
+    out, only = tmp_path / "out", (lambda s: s.name == "student_s1")
+    with pytest.raises(SIGTERMException):  # a real SIGTERM after step 1 of 2
+        run_plan(load_plan(str(tmp_path / "stopped.yaml")), out, only=only)
+    part = json.loads((out / "student_s1" / "stopped_parts.json").read_text())
+    assert len(part) == 1 and part[0]["seconds_train"] > 0
+    assert read_checkpoint(out / "student_s1" / "checkpoints" / "last.ckpt")["global_step"] == 1
+    assert "seconds_train" not in json.loads((out / "index.json").read_text())["runs"]["student_s1"]
+    part[0]["seconds_train"] = 1000.0  # the first part's time, made unmistakable
+    (out / "student_s1" / "stopped_parts.json").write_text(json.dumps(part))
+
+    index = run_plan(load_plan(str(root / "plan.yaml")), out, only=only)  # resumed to its end
+    entry = index["runs"]["student_s1"]
+    assert 1000 < entry["seconds_train"] < 1000 + 1e4
+    assert len(entry["trained_on"]) == 2 and index["counts_stopped_parts"] is True
+    assert not (out / "student_s1" / "stopped_parts.json").exists()
+    assert (out / "student_s1" / "eval" / "metrics.json").is_file()
+
+
+@pytest.mark.integration
 def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_run(tiny_results, tmp_path):
     from dfss.results.runner import RunFailed
 
@@ -550,6 +581,7 @@ def test_report_tables_plots_and_wandb_come_from_the_runs(tiny_results, tmp_path
     calls = json.loads((out / "index.json").read_text())["invocations"]
     minutes = sum(c["seconds"] for c in calls) / 60
     assert f"wall clock {minutes:.1f} min over {len(calls)} invocation" in text
+    assert "(a run stopped and resumed counts every part)" in text  # a plan begun by this runner
     # Every embedded plot exists next to the report and is a real PNG.
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) == 6

@@ -337,8 +337,12 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         f"- **Machine**: {env.get('device', '?')} (CUDA: {env.get('cuda', '?')}), "
         f"torch {env.get('torch', '?')}; "
         f"training took {total / 60:.1f} min in all "
-        "(a run resumed after an interruption counts its last part only) "
-        f"({index.get('started', '?')} → {index.get('finished', 'unfinished')}){wall_clock(index)}.",
+        + (
+            "(a run stopped and resumed counts every part) "
+            if index.get("counts_stopped_parts")
+            else "(a run resumed after an interruption counts its last part only) "
+        )
+        + f"({index.get('started', '?')} → {index.get('finished', 'unfinished')}){wall_clock(index)}.",
         f"- **Calibration** of the benchmark: {calib.target} — measured {calib.measured}: {calib.status}.",
         "- Figures are `mean ± sample std` over seeds (a single value: one seed). The paper's numbers are on "
         "its own private data: they orient, they do not compare like for like.",

@@ -43,10 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from dfss.config import compose_config
 from dfss.device import describe_device
 from dfss.errors import ConfigError, UserError, exit_on_user_error
+from dfss.fileio import write_text_atomic
 from dfss.precision import native_bf16
 from dfss.results.plan import Plan, RunSpec, expand
 
@@ -60,6 +62,7 @@ LAST = Path("checkpoints") / "last.ckpt"
 # without checkpoints can train its remaining students on another machine. Runs of the plan's other
 # release roles leave the same file: weights to ship, whatever machine trained them.
 TEACHER_WEIGHTS = RELEASE_WEIGHTS = Path("weights.pt")
+STOPPED_PARTS = Path("stopped_parts.json")  # the training time and machine of each stopped part of a run
 
 
 def teacher_checkpoint(out: Path, teacher: str) -> Path:
@@ -158,10 +161,19 @@ def run_one(
     result: dict[str, Any] = {"evals": eval_dirs(thresholds)}
     if not (run_dir / "metrics.json").is_file():
         result["from_scratch"] = not (run_dir / LAST).is_file()
+        stopped = run_dir / STOPPED_PARTS  # the parts of this run that were stopped before its end
+        parts = [] if result["from_scratch"] or not stopped.is_file() else json.loads(stopped.read_text())
         start = time.perf_counter()
-        _train(spec, run_dir, out, quiet=quiet)
-        result["seconds_train"] = time.perf_counter() - start
-        result["trained_on"] = environment()
+        try:
+            _train(spec, run_dir, out, quiet=quiet)
+        except SIGTERMException:  # stopped (the plan's driver, a scheduler): this part's time is kept
+            part = {"seconds_train": time.perf_counter() - start, "trained_on": environment()}
+            write_text_atomic(stopped, json.dumps([*parts, part], indent=2))
+            raise
+        seconds = time.perf_counter() - start
+        result["seconds_train"] = seconds + sum(p["seconds_train"] for p in parts)
+        result["trained_on"] = [*(p["trained_on"] for p in parts), environment()]
+        stopped.unlink(missing_ok=True)
     for T in thresholds:
         eval_dir = run_dir / eval_dir_name(T)
         if not (eval_dir / "metrics.json").is_file():
@@ -403,6 +415,9 @@ def run_plan(
     data_root = ensure_data(plan, synth_workers)
     index_path = out / "index.json"
     index: dict[str, Any] = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    # Runs stopped and resumed count the time of every part (stopped_parts.json); an index begun
+    # before that counted only the last part of such a run.
+    index.setdefault("counts_stopped_parts", not index)
     if index.get("plan", {}).get("name", plan.name) != plan.name:
         raise ConfigError(f"{out} holds the results of plan {index['plan']['name']!r}; use another folder")
     index.update(
@@ -441,7 +456,7 @@ def run_plan(
         entry["seconds_train"] = entry.get("seconds_train", 0.0) + result.pop("seconds_train", 0.0)
         entry.setdefault("evals", {}).update(result.pop("evals"))
         if "trained_on" in result:  # one entry per invocation that trained part of the run
-            entry.setdefault("trained_on", []).append(result.pop("trained_on"))
+            entry.setdefault("trained_on", []).extend(result.pop("trained_on"))
         entry.update(result)
         index_path.write_text(json.dumps(index, indent=2))  # after every run: a crash loses nothing
 

@@ -49,14 +49,19 @@ weights: install ## Ship $(RESULTS)'s teacher and best DFSS student (float16, sh
 inspect: synth ## Load the synthetic set through the data module and draw augmented samples
 	$(BIN)/dfss-inspect data=synth_small
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; each test file stays in one process, one torch
+# thread each): 2 fills a 2-core machine. TEST_WORKERS=0 runs them in this process, one at a time.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: install ## Run the default test suite (set-up included)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: install ## Unit tests only, no training (about a minute on 2 cores): the tier to run while editing
-	$(BIN)/python -m pytest -q -m "not integration and not slow and not gpu"
+	$(PYTEST) -m "not integration and not slow and not gpu"
 
 test-all: install ## Run every test, slow ones included (GPU tests skip without a GPU)
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(PYTEST) -m "slow or not slow"
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .

@@ -190,6 +190,9 @@ def test_killed_dataloader_worker_stops_training_with_its_pid(synth_tiny, tmp_pa
         [
             "data.num_workers=2",
             "trainer.limit_train_batches=3",
+            # The workers (persistent) may have made the whole first epoch's batches before the kill,
+            # when the main process is slow; the second epoch asks the dead one for more in any case.
+            "trainer.max_epochs=2",
             "++trainer.num_sanity_val_steps=0",  # only the training loader's workers exist
             f"+callbacks.kill._target_={HELPERS}.KillDataLoaderWorker",
             f"+callbacks.kill.pid_file={pid_file}",

@@ -40,11 +40,20 @@ class KillDataLoaderWorker(L.Callback):
         self.batch = int(batch)
         self.killed: int | None = None
 
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # Children of this process from before the fit (an earlier test's, still exiting on a loaded
+        # machine) are not this run's workers.
+        self._before = {p.pid for p in multiprocessing.active_children()}
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if batch_idx != self.batch or self.killed is not None:
             return
         # DataLoader workers are daemonic multiprocessing children of the main process.
-        children = [p for p in multiprocessing.active_children() if p.daemon and p.pid is not None]
+        children = [
+            p
+            for p in multiprocessing.active_children()
+            if p.daemon and p.pid is not None and p.pid not in self._before
+        ]
         if not children:
             raise AssertionError("no DataLoader worker to kill: the loader runs in the main process")
         victim = children[0]

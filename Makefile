@@ -40,8 +40,8 @@ RESULTS ?= results/$(PLAN)
 results: install ## The paper's experiments + report (PLAN=gpu: one GPU, ~8 min; PLAN=cpu: demo scale, ~2.5 h on 2 cores in float32)
 	$(BIN)/dfss-results --plan $(PLAN) --out $(RESULTS) --report docs/results.md
 
-report: install ## docs/results.md and its plots from the runs in $(RESULTS) (and the plots to W&B)
-	$(BIN)/dfss-report --results $(RESULTS) --out docs/results.md
+report: install ## docs/results.md and its plots from the runs in $(RESULTS) (and the plots to W&B; PARTIAL=1: a plan under way)
+	$(BIN)/dfss-report --results $(RESULTS) --out docs/results.md $(if $(PARTIAL),--partial)
 
 weights: install ## Ship $(RESULTS)'s teacher and best DFSS student (float16, sha256, model card) into weights/
 	$(BIN)/python -m dfss.results.ship --results $(RESULTS) --out weights

@@ -637,6 +637,45 @@ def test_a_second_plan_follows_as_a_section_with_its_own_plots(tiny_results, tmp
     assert all((tmp_path / image).is_file() for image in images)
 
 
+@pytest.mark.integration
+def test_a_plan_still_under_way_is_reported_from_its_finished_runs_with_partial_only(
+    tiny_results, tmp_path, capsys
+):
+    from dfss.report.cli import main as report_main
+
+    _, out, index = tiny_results
+    # The index lists every run of the plan, begun or not, with its role and seed.
+    assert index["plan_runs"] == [
+        {"name": s.name, "role": s.role, "seed": s.seed}
+        for s in expand(load_plan(str(out.parent / "plan.yaml")))
+    ]
+    folder = tmp_path / "under_way"
+    shutil.copytree(out, folder, ignore=shutil.ignore_patterns("*.ckpt", "wandb"))
+    edited = json.loads((folder / "index.json").read_text())
+    del edited["runs"]["student_s2"]["evals"]  # stopped before its evaluation
+    del edited["runs"]["weighted_a2_s2"]  # not begun: known to the index only as a run of the plan
+    (folder / "index.json").write_text(json.dumps(edited))
+    report = tmp_path / "results.md"
+    arguments = ["--results", str(folder), "--out", str(report), "--no-wandb"]
+    assert report_main(arguments) == 2
+    assert "run student_s2 in" in capsys.readouterr().err and not report.exists()
+    assert report_main([*arguments, "--partial"]) == 0
+    text = report.read_text()
+    assert "6 of its 8 runs have finished; not yet: `student_s2`, `weighted_a2_s2`." in text
+    assert "| student_s2 | student | 2 | - | - | not finished |" in text
+    assert "| weighted_a2_s2 | weighted | 2 | - | - | not finished |" in text
+    # The FCOS row is seed 1 alone; the T sweep is the one alpha = 2 run that finished.
+    student = json.loads((out / "student_s1" / "eval" / "metrics.json").read_text())["map50"]
+    assert f"| FCOS (no KD) | {student:.3f} | " in text
+    assert "The runs with alpha = 2 (weighted_a2_s1), evaluated again" in text
+    # A finished plan's report has no such banner.
+    assert (
+        report_main(["--results", str(out), "--out", str(tmp_path / "full.md"), "--no-wandb", "--partial"])
+        == 0
+    )
+    assert "still under way" not in (tmp_path / "full.md").read_text()
+
+
 def test_report_of_an_incomplete_folder_is_a_clear_error(tmp_path, capsys):
     from dfss.report.cli import main as report_main
 

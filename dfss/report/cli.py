@@ -3,6 +3,7 @@
 dfss-report                                   # results/gpu -> docs/results.md
 dfss-report --results results/cpu --out docs/results.md
 dfss-report --results results/bench --also results/cpu   # the demo-scale plan further down
+dfss-report --results results/cpu_benchmark --partial   # a plan still under way: its finished runs
 """
 
 from __future__ import annotations
@@ -76,17 +77,23 @@ def demoted(markdown: str) -> str:
 
 
 def write_report(
-    results_dir: str | Path, out: str | Path, *, wandb: bool = True, also: tuple[str | Path, ...] = ()
+    results_dir: str | Path,
+    out: str | Path,
+    *,
+    wandb: bool = True,
+    also: tuple[str | Path, ...] = (),
+    partial: bool = False,
 ) -> Path:
     """Write the report to ``out`` and its plots to ``<out without .md>/`` beside it; each folder of
-    ``also`` follows as a section of its own (plots in ``<out without .md>/<folder name>/``)."""
-    results = load_results(results_dir)
+    ``also`` follows as a section of its own (plots in ``<out without .md>/<folder name>/``). With
+    ``partial``, a plan still under way is reported from its finished runs and names the others."""
+    results = load_results(results_dir, partial)
     out = Path(out)
     figures = out.with_suffix("")  # docs/results.md -> docs/results/
     images = make_plots(results, figures)
     markdown = render(results, {k: _relative(p, out.parent) for k, p in images.items()}, str(results_dir))
     for folder in also:
-        extra = load_results(folder)
+        extra = load_results(folder, partial)
         extra_images = make_plots(extra, figures / Path(folder).name)
         section = render(extra, {k: _relative(p, out.parent) for k, p in extra_images.items()}, str(folder))
         markdown += "\n\n" + demoted(section)
@@ -124,10 +131,18 @@ def main(argv: list[str] | None = None) -> int:
         help="another dfss-results folder, reported further down as a section of its own (repeatable)",
     )
     parser.add_argument("--no-wandb", action="store_true", help="do not send the plots to W&B")
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="report a plan still under way from its finished runs; the report names the others "
+        "(without it, a run not finished is an error)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        out = write_report(args.results, args.out, wandb=not args.no_wandb, also=tuple(args.also))
+        out = write_report(
+            args.results, args.out, wandb=not args.no_wandb, also=tuple(args.also), partial=args.partial
+        )
     except UserError as error:
         print(f"dfss-report: error: {error}", file=sys.stderr)
         return 2

@@ -40,6 +40,15 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A run of the plan that has not finished (not begun, or stopped before its evaluation)."""
+
+    name: str
+    role: str
+    seed: int
+
+
+@dataclass(frozen=True)
 class Stat:
     values: tuple[float, ...]
 
@@ -100,6 +109,7 @@ class Results:
     folder: Path
     index: dict[str, Any]
     runs: tuple[Run, ...]
+    pending: tuple[Pending, ...] = ()  # runs of the plan not finished yet (a report with ``partial``)
 
     @property
     def plan(self) -> dict[str, Any]:
@@ -134,15 +144,23 @@ class Results:
         return [r for r in self.runs if r.sweep]
 
 
-def load_results(folder: str | Path) -> Results:
+def load_results(folder: str | Path, partial: bool = False) -> Results:
+    """Every run of ``folder``'s ``index.json``; with ``partial``, the finished ones, and the plan's
+    others in ``Results.pending`` (a plan still under way), else a run not finished is an error."""
     folder = Path(folder)
     index = read_json(folder / "index.json")
-    runs = []
+    runs, pending = [], []
     for name, entry in index.get("runs", {}).items():
         run_dir = folder / entry["dir"]
         evals = entry.get("evals", {})
         if "0" not in evals:
-            raise ResultsError(f"run {name} in {folder} has no evaluation yet: rerun dfss-results")
+            if partial:
+                pending.append(Pending(name, entry["role"], int(entry["seed"])))
+                continue
+            raise ResultsError(
+                f"run {name} in {folder} has no evaluation yet: rerun dfss-results "
+                "(or report the finished runs alone with --partial)"
+            )
         main = run_dir / evals["0"]
         sweep, sweep_pr50 = {}, {}
         for T, sub in evals.items():
@@ -169,6 +187,10 @@ def load_results(folder: str | Path) -> Results:
                 eval_folders={float(T): run_dir / sub for T, sub in evals.items()},
             )
         )
+    if partial:  # and the plan's runs that no invocation has begun yet
+        known = set(index.get("runs", {}))
+        pending += [Pending(**p) for p in index.get("plan_runs", []) if p["name"] not in known]
     if not runs:
-        raise ResultsError(f"{folder / 'index.json'} lists no runs: run dfss-results first")
-    return Results(folder, index, tuple(runs))
+        what = "no finished runs" if pending else "no runs"
+        raise ResultsError(f"{folder / 'index.json'} lists {what}: run dfss-results first")
+    return Results(folder, index, tuple(runs), tuple(pending))

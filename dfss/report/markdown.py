@@ -286,8 +286,26 @@ def _runs_table(results: Results) -> list[str]:
         ]
 
     return _table(
-        ["run", "stage", "seed", "test mAP50", "test mAP", "train s"], [row(r) for r in results.runs]
+        ["run", "stage", "seed", "test mAP50", "test mAP", "train s"],
+        [
+            *(row(r) for r in results.runs),
+            *([p.name, p.role, str(p.seed), "-", "-", "not finished"] for p in results.pending),
+        ],
     )
+
+
+def _in_progress(results: Results) -> list[str]:
+    """The banner of a plan still under way (``dfss-report --partial``): what is missing."""
+    if not results.pending:
+        return []
+    total = len(results.runs) + len(results.pending)
+    return [
+        f"> **A plan still under way.** {len(results.runs)} of its {total} runs have finished; not yet: "
+        f"{', '.join(f'`{p.name}`' for p in results.pending)}. Every table, plot and target below "
+        "covers the finished runs only (a target that needs a missing run is left out or n/a); "
+        f"`dfss-results --plan {results.plan['name']}` resumes the rest.",
+        "",
+    ]
 
 
 def wall_clock(index: dict) -> str:
@@ -330,6 +348,7 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
             if plan["synth_preset"] not in paper.CALIBRATED_PRESETS
             else []
         ),
+        *_in_progress(results),
         f"- **Plan** `{plan['name']}`: {plan.get('description', '')}",
         f"- **Data**: `dfss-synth --preset {plan['synth_preset']}` (version `{synth.get('version', '?')}`, "
         f"{synth.get('image_size', '?')} px, {synth.get('num_train', '?')} / {synth.get('num_val', '?')} / "
@@ -403,12 +422,16 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
             f"![T sweep]({images['t_sweep']})",
             "",
         ]
+    else:
+        lines += [f"No run with alpha = {results.plan['unknown_alpha']:g} has finished yet.", ""]
     lines += [
         "## (6) KD ablations",
         "",
-        *_ablation_table(results),
-        "",
-        *_ablation_noise(results),
+        *(
+            [*_ablation_table(results), "", *_ablation_noise(results)]
+            if any(r.role == "ablation" for r in results.runs)
+            else ["No ablation run has finished yet.", ""]
+        ),
         "## Per-class AP50",
         "",
         f"![per-class AP50]({images['per_class']})",

@@ -430,6 +430,8 @@ def run_plan(
     index.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     index.pop("finished", None)  # set again when this invocation completes every run
     runs: dict[str, dict[str, Any]] = index.setdefault("runs", {})
+    # Every run of the plan, begun or not (what a report of a plan still under way lists as missing).
+    index["plan_runs"] = [{"name": s.name, "role": s.role, "seed": s.seed} for s in expand(plan)]
     sweep_names = {
         s.name for s in specs if s.role in ("weighted", "distill") and s.alpha == plan.unknown_alpha
     }

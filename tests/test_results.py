@@ -716,6 +716,29 @@ def test_shipping_copies_the_teacher_and_the_best_dfss_run_by_val_map50_with_sha
         chosen_runs(clone)
 
 
+def test_a_run_that_will_resume_is_expected_to_take_only_the_rest(tmp_path):
+    from dfss.results.plan import RunSpec
+    from dfss.results.runner import expected_seconds
+
+    runs = {  # two finished distillations: the longer one, training and evaluation, predicts the others
+        "distill_s1": {"role": "distill", "seconds_train": 5000.0, "seconds_eval": 60.0},
+        "distill_s2": {"role": "distill", "seconds_train": 5500.0, "seconds_eval": 70.0},
+    }
+    spec = RunSpec("weighted_a2_s1", "weighted", "distill_weighted", 1, (), alpha=2.0)
+    assert expected_seconds(runs, spec, tmp_path) == 5570.0  # not begun
+    run_dir = tmp_path / "weighted_a2_s1"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    parts = [{"seconds_train": 2000.0, "trained_on": {}}, {"seconds_train": 1000.0, "trained_on": {}}]
+    (run_dir / "stopped_parts.json").write_text(json.dumps(parts))
+    assert expected_seconds(runs, spec, tmp_path) == 5570.0  # no last.ckpt: it will start again
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert expected_seconds(runs, spec, tmp_path) == 2570.0  # resumes: the rest of the training, and eval
+    parts.append({"seconds_train": 4000.0, "trained_on": {}})  # slower than the longest run so far
+    (run_dir / "stopped_parts.json").write_text(json.dumps(parts))
+    assert expected_seconds(runs, spec, tmp_path) == 70.0  # its evaluation at least
+    assert expected_seconds(runs, spec) == 5570.0  # no folder given: the whole run
+
+
 @pytest.mark.integration
 def test_a_time_budget_starts_only_runs_expected_to_end_within_it(tiny_results, tmp_path):
     from dfss.results.runner import expected_seconds

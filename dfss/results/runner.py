@@ -380,16 +380,29 @@ _COST_CLASS = {
 }
 
 
-def expected_seconds(runs: dict[str, dict[str, Any]], spec: RunSpec) -> float | None:
+def expected_seconds(runs: dict[str, dict[str, Any]], spec: RunSpec, out: Path | None = None) -> float | None:
     """How long ``spec`` should take, training and evaluations: the longest finished run of its cost
-    class in ``index.json``'s ``runs`` (None while none has finished)."""
-    times = [
-        sum(v for k, v in entry.items() if k.startswith("seconds_"))
+    class in ``index.json``'s ``runs`` (None while none has finished), less the training that its
+    stopped parts have done when it will resume from its ``last.ckpt`` in ``out``."""
+    finished = [
+        entry
         for entry in runs.values()
         if _COST_CLASS.get(entry.get("role", "")) == _COST_CLASS[spec.role]
         and entry.get("seconds_train", 0) > 0
     ]
-    return max(times) if times else None
+    if not finished:
+        return None
+    longest = max(finished, key=lambda e: sum(v for k, v in e.items() if k.startswith("seconds_")))
+    total = sum(v for k, v in longest.items() if k.startswith("seconds_"))
+    return total - min(trained_already(out / spec.name), longest["seconds_train"]) if out else total
+
+
+def trained_already(run_dir: Path) -> float:
+    """Seconds of training in the stopped parts of a run that will resume (0 for one that will not)."""
+    stopped = run_dir / STOPPED_PARTS
+    if not (run_dir / LAST).is_file() or not stopped.is_file():
+        return 0.0
+    return sum(part["seconds_train"] for part in json.loads(stopped.read_text()))
 
 
 def run_plan(
@@ -405,8 +418,9 @@ def run_plan(
 
     ``jobs`` runs at a time, each in its own process when it is above 1 (see the module's note).
     With ``time_budget`` (seconds), a run starts only if it is expected to end within that time of
-    the call (:func:`expected_seconds`; a run of a kind none of which has finished yet always
-    starts): on a machine lent for a fixed time, no run is begun only to be cut off. The runs left
+    the call (:func:`expected_seconds`: a resumed run needs only the rest; a run of a kind none of
+    which has finished yet always starts): on a machine lent for a fixed time, no run is begun only
+    to be cut off. The runs left
     are listed in the log and under ``not_started`` in ``index.json``; the next call starts them."""
     out = Path(out).resolve()
     specs = [s for s in expand(plan) if only is None or only(s)]
@@ -470,7 +484,7 @@ def run_plan(
             not_started.append(spec.name)
             log.warning("%s not started: its teacher run %s was not started", spec.name, spec.teacher)
             return False
-        expected = expected_seconds(runs, spec)
+        expected = expected_seconds(runs, spec, out)
         if time_budget is None or expected is None:
             return True
         left = time_budget - (time.perf_counter() - clock)
@@ -478,8 +492,9 @@ def run_plan(
             return True
         not_started.append(spec.name)
         log.warning(
-            "%s not started: it would take about %.0f min (its kind's longest finished run) and %.0f "
-            "min of the time budget are left; the next invocation starts it",
+            "%s not started: it would take about %.0f min (its kind's longest finished run, less what "
+            "it has trained already) and %.0f min of the time budget are left; the next invocation "
+            "starts it",
             spec.name,
             expected / 60,
             max(left, 0) / 60,

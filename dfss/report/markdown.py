@@ -429,7 +429,7 @@ def render(results: Results, images: dict[str, str], source: str) -> str:
         "",
         *(
             [*_ablation_table(results), "", *_ablation_noise(results)]
-            if any(r.role == "ablation" for r in results.runs)
+            if results.arm("ablation")
             else ["No ablation run has finished yet.", ""]
         ),
         "## Per-class AP50",

@@ -161,8 +161,8 @@ def run_one(
     result: dict[str, Any] = {"evals": eval_dirs(thresholds)}
     if not (run_dir / "metrics.json").is_file():
         result["from_scratch"] = not (run_dir / LAST).is_file()
-        stopped = run_dir / STOPPED_PARTS  # the parts of this run that were stopped before its end
-        parts = [] if result["from_scratch"] or not stopped.is_file() else json.loads(stopped.read_text())
+        stopped = run_dir / STOPPED_PARTS
+        parts = stopped_parts(run_dir)
         start = time.perf_counter()
         try:
             _train(spec, run_dir, out, quiet=quiet)
@@ -384,6 +384,10 @@ def expected_seconds(runs: dict[str, dict[str, Any]], spec: RunSpec, out: Path |
     """How long ``spec`` should take, training and evaluations: the longest finished run of its cost
     class in ``index.json``'s ``runs`` (None while none has finished), less the training that its
     stopped parts have done when it will resume from its ``last.ckpt`` in ``out``."""
+
+    def cost(entry: dict[str, Any]) -> float:
+        return sum(v for k, v in entry.items() if k.startswith("seconds_"))
+
     finished = [
         entry
         for entry in runs.values()
@@ -392,17 +396,20 @@ def expected_seconds(runs: dict[str, dict[str, Any]], spec: RunSpec, out: Path |
     ]
     if not finished:
         return None
-    longest = max(finished, key=lambda e: sum(v for k, v in e.items() if k.startswith("seconds_")))
-    total = sum(v for k, v in longest.items() if k.startswith("seconds_"))
-    return total - min(trained_already(out / spec.name), longest["seconds_train"]) if out else total
+    longest = max(finished, key=cost)
+    if out is None:
+        return cost(longest)
+    done = sum(part["seconds_train"] for part in stopped_parts(out / spec.name))
+    return cost(longest) - min(done, longest["seconds_train"])
 
 
-def trained_already(run_dir: Path) -> float:
-    """Seconds of training in the stopped parts of a run that will resume (0 for one that will not)."""
+def stopped_parts(run_dir: Path) -> list[dict[str, Any]]:
+    """The parts of a run stopped before its end (their training time and machine), when it will
+    resume from its ``last.ckpt``; none for a run that will start from scratch."""
     stopped = run_dir / STOPPED_PARTS
     if not (run_dir / LAST).is_file() or not stopped.is_file():
-        return 0.0
-    return sum(part["seconds_train"] for part in json.loads(stopped.read_text()))
+        return []
+    return json.loads(stopped.read_text())
 
 
 def run_plan(
@@ -420,8 +427,8 @@ def run_plan(
     With ``time_budget`` (seconds), a run starts only if it is expected to end within that time of
     the call (:func:`expected_seconds`: a resumed run needs only the rest; a run of a kind none of
     which has finished yet always starts): on a machine lent for a fixed time, no run is begun only
-    to be cut off. The runs left
-    are listed in the log and under ``not_started`` in ``index.json``; the next call starts them."""
+    to be cut off. The runs left are listed in the log and under ``not_started`` in ``index.json``;
+    the next call starts them."""
     out = Path(out).resolve()
     specs = [s for s in expand(plan) if only is None or only(s)]
     check_accelerator(plan, specs)

@@ -481,7 +481,7 @@ def run_plan(
         if "trained_on" in result:  # one entry per invocation that trained part of the run
             entry.setdefault("trained_on", []).extend(result.pop("trained_on"))
         entry.update(result)
-        index_path.write_text(json.dumps(index, indent=2))  # after every run: a crash loses nothing
+        write_text_atomic(index_path, json.dumps(index, indent=2))  # after every run: a crash loses nothing
 
     begun, clock = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     not_started: list[str] = []
@@ -545,7 +545,7 @@ def run_plan(
                 "runs": len(specs),
             }
         )
-        index_path.write_text(json.dumps(index, indent=2))
+        write_text_atomic(index_path, json.dumps(index, indent=2))
     return index
 
 

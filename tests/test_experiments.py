@@ -3,6 +3,7 @@ tiny runs of the ones that train."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -116,3 +117,61 @@ def test_quality_tally_counts_objects_background_and_flags_per_threshold():
     tally = separation.Tally((0.1,), min_quality=0.95)  # nothing reaches the floor
     tally.add_image(points, q, p_max, boxes, unknown)
     assert tally.figures()["unknown_hit"] == 0.0 and tally.figures()["bg_flagged@0.1"] == 0.0
+
+
+def test_unknown_errors_places_each_unknown_detection_and_ranks_the_right_ones_first(tmp_path):
+    errors = bench_script("unknown_errors", "experiments")
+    from pycocotools.coco import COCO
+
+    gt = COCO()
+    gt.dataset = {
+        "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+        "categories": [
+            {"id": 1, "name": "knife", "supercategory": "dangerous"},
+            {"id": 9, "name": "unknown", "supercategory": "unknown"},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 9, "bbox": [0, 0, 20, 20], "area": 400, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 20], "area": 400, "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 9, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
+        ],
+    }
+    gt.createIndex()
+    predictions = [
+        {"image_id": 1, "category_id": 9, "bbox": [0, 0, 20, 20], "score": 0.2},  # on the unknown object
+        {"image_id": 1, "category_id": 9, "bbox": [50, 50, 20, 20], "score": 0.9},  # on the knife
+        {"image_id": 1, "category_id": 9, "bbox": [50, 50, 10, 10], "score": 0.8},  # part of the knife
+        {"image_id": 1, "category_id": 9, "bbox": [85, 0, 10, 10], "score": 0.7},  # background
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.6},  # the unknown named a knife
+        {"image_id": 2, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.1},  # named, below 0.3
+    ]
+    figures = errors.diagnose(gt, predictions, known_score=0.3)
+    assert figures["unknown_objects"] == 2 and figures["unknown_dets"] == 4
+    assert (figures["on_unknown"], figures["on_known"], figures["on_part"], figures["on_background"]) == (
+        0.25,
+        0.25,
+        0.25,
+        0.25,
+    )
+    assert figures["named_known"] == 0.5 and figures["known_score_median"] == pytest.approx(0.35)
+    assert figures["score_true"] == 0.2 and figures["score_false"] == 0.8
+    # one of two unknown objects found, behind three false ones: precision 1/4 at recall 1/2
+    assert figures["recall50"] == 0.5
+    # COCO's 101 recall points: precision 1/4 at the 51 points up to recall 1/2, none beyond
+    assert figures["ap50"] == pytest.approx(51 * 0.25 / 101)
+    assert figures["ap50_ranked"] == pytest.approx(51 / 101)  # ranked first: precision 1 up to 1/2
+    # apart from known detections >= 0.3: the true unknown goes (the knife detection at 0.6 covers it),
+    # the three false ones stay (no known detection over them)
+    assert figures["ap50_apart"] == 0.0 and figures["recall50_apart"] == 0.0
+    assert errors.diagnose(gt, predictions, known_score=0.7)["recall50_apart"] == 0.5  # nothing removed
+
+    (tmp_path / "eval_T0.2").mkdir()
+    (tmp_path / "eval_T0.2" / "predictions.json").write_text(json.dumps(predictions))
+    (tmp_path / "eval_T0.2" / "run.json").write_text(json.dumps({"unknown_threshold": 0.2}))
+    ann = tmp_path / "test.json"
+    ann.write_text(json.dumps(gt.dataset))
+    rows = errors.main(
+        [str(tmp_path / "eval_T0.2"), "--annotations", str(ann), "--out", str(tmp_path / "out")]
+    )
+    assert rows[0]["T"] == 0.2 and rows[0]["ap50_ranked"] == figures["ap50_ranked"]
+    assert "| 0.2 | 4 | 0.126 | 0.500 | 0.505 |" in (tmp_path / "out" / "unknown_errors.md").read_text()

@@ -46,6 +46,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from dfss.data.classes import ClassTable
+
 COLUMNS = (
     "T",
     "unknown_dets",
@@ -86,11 +88,23 @@ def unknown_ap50(gt: COCO, detections: list[dict[str, Any]], unknown_ids: list[i
     return max(float(coco_eval.stats[0]), 0.0), max(float(coco_eval.stats[8]), 0.0)
 
 
-def diagnose(gt: COCO, predictions: list[dict[str, Any]], known_score: float = 0.3) -> dict[str, float]:
-    """The figures of the module docstring for one evaluation's ``predictions``."""
-    unknown_ids = sorted(c["id"] for c in gt.loadCats(gt.getCatIds()) if c.get("supercategory") == "unknown")
+def diagnose(
+    gt: COCO,
+    predictions: list[dict[str, Any]],
+    known_score: float = 0.3,
+    unknown_supercategories: tuple[str, ...] = ("unknown",),
+) -> dict[str, float]:
+    """The figures of the module docstring for one evaluation's ``predictions``.
+
+    The unknown categories are the class table's (``dfss.data.classes.ClassTable``): those whose
+    supercategory is one of ``unknown_supercategories``, as in the data config's setting of that name.
+    """
+    table = ClassTable.from_categories(
+        gt.loadCats(gt.getCatIds()), unknown_supercategories=unknown_supercategories
+    )
+    unknown_ids = sorted(table.unknown_ids)
     if not unknown_ids:
-        raise SystemExit("the annotations have no category of supercategory 'unknown'")
+        raise SystemExit(f"the annotations have no category of supercategory {list(unknown_supercategories)}")
     unknown_set = set(unknown_ids)
     by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for detection in predictions:
@@ -121,7 +135,7 @@ def diagnose(gt: COCO, predictions: list[dict[str, Any]], known_score: float = 0
         # perfect ranking: each unknown object's best-overlapping unknown detection first
         boosted: set[int] = set()
         for g in np.flatnonzero(is_unknown_gt):
-            column = iou[:, g] if len(unknown_dets) else np.zeros(0)
+            column = iou[:, g]
             order = [i for i in np.argsort(-column) if column[i] >= 0.5 and i not in boosted]
             if order:
                 boosted.add(int(order[0]))
@@ -185,6 +199,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         default=0.3,
         help="known-class score for named_known and *_apart (default 0.3)",
     )
+    parser.add_argument(
+        "--unknown-supercategory",
+        action="append",
+        dest="unknown_supercategories",
+        metavar="NAME",
+        help="supercategory of the unknown categories (repeatable; default: unknown)",
+    )
     parser.add_argument("--out", type=Path, help="folder for unknown_errors.md and unknown_errors.json")
     args = parser.parse_args(argv)
     if not args.annotations.is_file():
@@ -196,7 +217,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         path = eval_dir / "predictions.json"
         if not path.is_file():
             raise SystemExit(f"{path}: no predictions (evaluate.py writes them into its output folder)")
-        figures = diagnose(gt, json.loads(path.read_text()), args.known_score)
+        unknown = tuple(args.unknown_supercategories or ("unknown",))
+        figures = diagnose(gt, json.loads(path.read_text()), args.known_score, unknown)
         rows.append({"evaluation": str(eval_dir), "T": _threshold(eval_dir), **figures})
         print(f"{eval_dir}: done", file=sys.stderr)
     table = markdown(rows)

@@ -165,6 +165,15 @@ def test_unknown_errors_places_each_unknown_detection_and_ranks_the_right_ones_f
     assert figures["ap50_apart"] == 0.0 and figures["recall50_apart"] == 0.0
     assert errors.diagnose(gt, predictions, known_score=0.7)["recall50_apart"] == 0.5  # nothing removed
 
+    # the unknown categories are the class table's: a configured supercategory name, not "unknown" only
+    gt.dataset["categories"][1]["supercategory"] = "novel"
+    gt.createIndex()
+    assert errors.diagnose(gt, predictions, unknown_supercategories=("novel",)) == figures
+    with pytest.raises(SystemExit, match="no category of supercategory"):
+        errors.diagnose(gt, predictions)
+    gt.dataset["categories"][1]["supercategory"] = "unknown"
+    gt.createIndex()
+
     (tmp_path / "eval_T0.2").mkdir()
     (tmp_path / "eval_T0.2" / "predictions.json").write_text(json.dumps(predictions))
     (tmp_path / "eval_T0.2" / "run.json").write_text(json.dumps({"unknown_threshold": 0.2}))

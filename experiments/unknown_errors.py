@@ -212,12 +212,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit(f"{args.annotations}: no such annotation file")
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(args.annotations))
+    unknown = tuple(args.unknown_supercategories or ("unknown",))
     rows = []
     for eval_dir in args.evals:
         path = eval_dir / "predictions.json"
         if not path.is_file():
             raise SystemExit(f"{path}: no predictions (evaluate.py writes them into its output folder)")
-        unknown = tuple(args.unknown_supercategories or ("unknown",))
         figures = diagnose(gt, json.loads(path.read_text()), args.known_score, unknown)
         rows.append({"evaluation": str(eval_dir), "T": _threshold(eval_dir), **figures})
         print(f"{eval_dir}: done", file=sys.stderr)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dfss.data.classes import ClassTable
+from dfss.data.classes import DEFAULT_DANGEROUS_SUPERCATEGORIES, DEFAULT_UNKNOWN_SUPERCATEGORIES, ClassTable
 from dfss.errors import UserError
 from dfss.models.postprocess import (
     DecodedOutputs,
@@ -69,8 +69,8 @@ class ExportInfo:
     box_format: str  # "ltrb" (FCOS) | "yolox": picks the default score mode
     postprocess: PostProcessConfig  # the training run's settings and the unknown rule chosen at export
     classes: tuple[dict, ...]  # {"id", "name", "supercategory"} of every category, as in the checkpoint
-    dangerous_supercategories: tuple[str, ...] = ("dangerous",)
-    unknown_supercategories: tuple[str, ...] = ("unknown",)
+    dangerous_supercategories: tuple[str, ...] = DEFAULT_DANGEROUS_SUPERCATEGORIES
+    unknown_supercategories: tuple[str, ...] = DEFAULT_UNKNOWN_SUPERCATEGORIES
     pad_value: int = 255  # letterbox padding (right and bottom)
     source: Mapping[str, Any] = field(default_factory=dict)  # checkpoint, weights, model, versions
     check: Mapping[str, Any] = field(default_factory=dict)  # the export's own comparison with PyTorch

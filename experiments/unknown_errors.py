@@ -46,7 +46,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from dfss.data.classes import ClassTable
+from dfss.data.classes import DEFAULT_UNKNOWN_SUPERCATEGORIES, ClassTable
 
 COLUMNS = (
     "T",
@@ -92,7 +92,7 @@ def diagnose(
     gt: COCO,
     predictions: list[dict[str, Any]],
     known_score: float = 0.3,
-    unknown_supercategories: tuple[str, ...] = ("unknown",),
+    unknown_supercategories: tuple[str, ...] = DEFAULT_UNKNOWN_SUPERCATEGORIES,
 ) -> dict[str, float]:
     """The figures of the module docstring for one evaluation's ``predictions``.
 
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit(f"{args.annotations}: no such annotation file")
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(args.annotations))
-    unknown = tuple(args.unknown_supercategories or ("unknown",))
+    unknown = tuple(args.unknown_supercategories or DEFAULT_UNKNOWN_SUPERCATEGORIES)
     rows = []
     for eval_dir in args.evals:
         path = eval_dir / "predictions.json"

@@ -17,6 +17,11 @@ import torch
 from dfss.data.errors import ClassTableError
 from dfss.errors import ConfigError
 
+# The supercategories a class table takes as dangerous and as unknown unless told otherwise (the
+# data config's ``dangerous_supercategories`` / ``unknown_supercategories``).
+DEFAULT_DANGEROUS_SUPERCATEGORIES: tuple[str, ...] = ("dangerous",)
+DEFAULT_UNKNOWN_SUPERCATEGORIES: tuple[str, ...] = ("unknown",)
+
 
 @dataclass(frozen=True)
 class ClassInfo:
@@ -42,8 +47,8 @@ class ClassTable:
         cls,
         categories: Iterable[Mapping],
         *,
-        dangerous_supercategories: Sequence[str] = ("dangerous",),
-        unknown_supercategories: Sequence[str] = ("unknown",),
+        dangerous_supercategories: Sequence[str] = DEFAULT_DANGEROUS_SUPERCATEGORIES,
+        unknown_supercategories: Sequence[str] = DEFAULT_UNKNOWN_SUPERCATEGORIES,
         source: str = "<categories>",
     ) -> ClassTable:
         """Build the table from COCO ``categories`` entries; ``source`` names the file in errors."""

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 from dfss.data.batch import collate_detection
-from dfss.data.classes import ClassTable
+from dfss.data.classes import DEFAULT_DANGEROUS_SUPERCATEGORIES, DEFAULT_UNKNOWN_SUPERCATEGORIES, ClassTable
 from dfss.data.coco import CocoDetection
 from dfss.data.errors import DataError
 from dfss.data.mosaic import MosaicMixup
@@ -111,8 +111,8 @@ class XrayDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 2,
         pin_memory: bool = True,
-        dangerous_supercategories: Sequence[str] = ("dangerous",),
-        unknown_supercategories: Sequence[str] = ("unknown",),
+        dangerous_supercategories: Sequence[str] = DEFAULT_DANGEROUS_SUPERCATEGORIES,
+        unknown_supercategories: Sequence[str] = DEFAULT_UNKNOWN_SUPERCATEGORIES,
         on_error: str = "fail",
         image_check: str = "decode",
         train_transforms: Callable | None = None,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dfss.data.classes import DEFAULT_UNKNOWN_SUPERCATEGORIES
 from dfss.data.errors import DataError
 from dfss.data.validate_checks import (
     BOX_ENTIRELY_OUTSIDE,
@@ -197,7 +198,7 @@ def validate_coco(
     on_error: str = "fail",
     image_check: str = "decode",
     num_workers: int = 0,
-    unknown_supercategories: Sequence[str] = ("unknown",),
+    unknown_supercategories: Sequence[str] = DEFAULT_UNKNOWN_SUPERCATEGORIES,
 ) -> ValidationResult:
     """Check a COCO json and its images; return the cleaned dataset and the report.
 
@@ -317,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--unknown-supercategories",
         nargs="+",
-        default=["unknown"],
+        default=list(DEFAULT_UNKNOWN_SUPERCATEGORIES),
         metavar="NAME",
         help="supercategories counted as 'unknown' in the summary (default: unknown)",
     )

@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from dfss.data.classes import ClassTable
+from dfss.data.classes import DEFAULT_DANGEROUS_SUPERCATEGORIES, DEFAULT_UNKNOWN_SUPERCATEGORIES, ClassTable
 from dfss.errors import UserError
 from dfss.models.postprocess import PostProcessConfig
 from dfss.models.weights import load_refusal_reason
@@ -77,10 +77,12 @@ def class_table_of(checkpoint: dict[str, Any], path: str | Path) -> ClassTable:
     if not categories:
         raise CheckpointError(f"{path} carries no class list (dfss_classes); use a checkpoint from train.py")
     data_config = checkpoint["dfss_config"].get("data", {})
+    dangerous = data_config.get("dangerous_supercategories", DEFAULT_DANGEROUS_SUPERCATEGORIES)
+    unknown = data_config.get("unknown_supercategories", DEFAULT_UNKNOWN_SUPERCATEGORIES)
     return ClassTable.from_categories(
         categories,
-        dangerous_supercategories=data_config.get("dangerous_supercategories", ("dangerous",)),
-        unknown_supercategories=data_config.get("unknown_supercategories", ("unknown",)),
+        dangerous_supercategories=dangerous,
+        unknown_supercategories=unknown,
         source=f"{path} (dfss_classes)",
     )
 

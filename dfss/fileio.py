@@ -46,3 +46,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> None:
     """:func:`write_text_atomic` of ``obj`` as json (newline-terminated)."""
     write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the working directory when it is under it (as a reader would type it)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,4 +1,5 @@
-"""Files DFSS writes follow the umask, as files made by ``open()`` do (0644 under umask 022)."""
+"""Files DFSS writes follow the umask, as files made by ``open()`` do (0644 under umask 022); paths it
+shows are relative to the working directory when they lie under it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dfss.fileio import write_json_atomic, write_text_atomic
+from dfss.fileio import shown_path, write_json_atomic, write_text_atomic
 from tests.helpers.data import CATEGORIES, TRAIN_SPECS, write_split
 
 ROOT = Path(__file__).parents[1]
@@ -62,3 +63,13 @@ def test_the_synthetic_generator_and_the_converter_write_readable_files(umask, t
         subprocess.run([*run, *args], check=True, env=env, capture_output=True)
     converted = [out, classes, *labels.rglob("*.txt")]
     assert {mode(p) for p in converted} == {0o666 & ~umask}
+
+
+def test_shown_path_is_relative_under_the_working_directory_and_unchanged_outside(tmp_path, monkeypatch):
+    inside = tmp_path / "work" / "results" / "teacher_s1" / "weights.pt"
+    inside.parent.mkdir(parents=True)
+    outside = tmp_path / "elsewhere" / "weights.pt"
+    monkeypatch.chdir(tmp_path / "work")
+    assert shown_path(inside) == str(Path("results") / "teacher_s1" / "weights.pt")
+    assert shown_path(str(inside)) == str(Path("results") / "teacher_s1" / "weights.pt")
+    assert shown_path(outside) == str(outside)

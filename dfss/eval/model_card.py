@@ -20,6 +20,7 @@ from torch import nn
 from dfss.device import describe_device
 from dfss.eval.coco_metrics import CocoMetrics
 from dfss.eval.inference import run_model
+from dfss.fileio import shown_path
 from dfss.models.postprocess import PostProcessConfig, postprocess
 from dfss.precision import FP32
 
@@ -95,7 +96,7 @@ def render_model_card(
         f"on `{cfg.get('data', {}).get('root', '?')}` "
         f"at {cfg.get('data', {}).get('image_size', '?')} px; "
         f"dangerous-class weight alpha = {loss.get('dangerous_weight', 1.0):g}"
-        + (f"; distilled from `{teacher}`" if teacher else "; no distillation")
+        + (f"; distilled from `{shown_path(teacher)}`" if teacher else "; no distillation")
         + ".",
         f"- **Input**: RGB `uint8`, letterboxed to {info['image_size']} x {info['image_size']} px "
         "(the model normalises).",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from dfss.fileio import shown_path
 from dfss.report import paper
 from dfss.report.collect import Results, read_json, stat
 from dfss.report.stats import interval, paired_difference
@@ -184,10 +185,10 @@ def calibration(results: Results) -> Verdict:
             path, record = records[-1]
             where = (
                 "calibrated by the GPU plan's teacher trained on the CPU: "
-                f"test mAP50 {record['teacher_test_map50']:.3f}, `{_shown(path)}`"
+                f"test mAP50 {record['teacher_test_map50']:.3f}, `{shown_path(path)}`"
             )
         else:
-            where = f"no calibration record of that version; its calibration runs: `{_shown(folder)}/`"
+            where = f"no calibration record of that version; its calibration runs: `{shown_path(folder)}/`"
         measured = (
             f"{teacher.fmt()} on the {results.plan['synth_preset']!r} set, which is not calibrated "
             f"(the benchmark preset {benchmark!r} is version `{version}`, {where})"
@@ -214,11 +215,3 @@ def calibration_records(folder: Path, preset: str, version: str) -> list[tuple[P
         ):
             found.append((path, record))
     return found
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory when it is under it (as a reader would type it)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

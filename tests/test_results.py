@@ -456,6 +456,34 @@ def test_a_run_stopped_and_resumed_counts_the_training_time_and_machine_of_both_
 
 
 @pytest.mark.integration
+def test_a_run_whose_evaluation_failed_keeps_its_training_time_for_the_call_that_evaluates_it(
+    tiny_results, tmp_path
+):
+    from hydra.errors import ConfigCompositionException
+
+    root, _, _ = tiny_results
+    plan = yaml.safe_load((root / "plan.yaml").read_text())
+    plan["eval"] = [*plan["eval"], "no_such_setting=1"]  # the evaluation fails after the training
+    (tmp_path / "bad_eval.yaml").write_text(yaml.safe_dump(plan))
+    out, only = tmp_path / "out", (lambda s: s.name == "student_s1")
+    with pytest.raises(ConfigCompositionException):
+        run_plan(load_plan(str(tmp_path / "bad_eval.yaml")), out, only=only)
+    run_dir = out / "student_s1"
+    assert (run_dir / "metrics.json").is_file() and not (run_dir / "eval" / "metrics.json").exists()
+    trained = json.loads((run_dir / "trained.json").read_text())
+    assert trained["seconds_train"] > 0 and trained["from_scratch"] is True
+    trained["seconds_train"] = 1000.0  # the training's time, made unmistakable
+    (run_dir / "trained.json").write_text(json.dumps(trained))
+
+    index = run_plan(load_plan(str(root / "plan.yaml")), out, only=only)  # evaluates it, trains nothing
+    entry = index["runs"]["student_s1"]
+    assert entry["seconds_train"] == 1000.0 and entry["seconds_eval"] > 0
+    assert [m["device"] for m in entry["trained_on"]] == [environment()["device"]]
+    assert not (run_dir / "trained.json").exists()
+    assert (run_dir / "eval" / "metrics.json").is_file()
+
+
+@pytest.mark.integration
 def test_a_failed_parallel_run_is_named_with_its_log_and_its_students_are_not_run(tiny_results, tmp_path):
     from dfss.results.runner import RunFailed
 

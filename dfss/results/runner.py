@@ -63,6 +63,9 @@ LAST = Path("checkpoints") / "last.ckpt"
 # release roles leave the same file: weights to ship, whatever machine trained them.
 TEACHER_WEIGHTS = RELEASE_WEIGHTS = Path("weights.pt")
 STOPPED_PARTS = Path("stopped_parts.json")  # the training time and machine of each stopped part of a run
+# A finished training's time and machines (and whether it began from scratch), kept until the run's
+# evaluations are done and its result handed over: an evaluation that fails loses none of it.
+TRAINED = Path("trained.json")
 
 
 def teacher_checkpoint(out: Path, teacher: str) -> Path:
@@ -156,11 +159,13 @@ def run_one(
     Returns what ``index.json`` keeps of it: seconds spent, the evaluation folder of each T,
     ``from_scratch`` when it trained with no ``last.ckpt`` to resume (its folder new or deleted), and
     ``trained_on``: the machine, its torch threads and whether it trained in bf16 (a plan may span
-    machines with and without native bf16)."""
+    machines with and without native bf16). A training whose evaluation fails leaves these in
+    ``trained.json``; the call that evaluates the run returns them."""
     run_dir = out / spec.name
     result: dict[str, Any] = {"evals": eval_dirs(thresholds)}
+    trained = run_dir / TRAINED
     if not (run_dir / "metrics.json").is_file():
-        result["from_scratch"] = not (run_dir / LAST).is_file()
+        from_scratch = not (run_dir / LAST).is_file()
         stopped = run_dir / STOPPED_PARTS
         parts = stopped_parts(run_dir)
         start = time.perf_counter()
@@ -171,8 +176,12 @@ def run_one(
             write_text_atomic(stopped, json.dumps([*parts, part], indent=2))
             raise
         seconds = time.perf_counter() - start
-        result["seconds_train"] = seconds + sum(p["seconds_train"] for p in parts)
-        result["trained_on"] = [*(p["trained_on"] for p in parts), environment()]
+        facts = {
+            "from_scratch": from_scratch,
+            "seconds_train": seconds + sum(p["seconds_train"] for p in parts),
+            "trained_on": [*(p["trained_on"] for p in parts), environment()],
+        }
+        write_text_atomic(trained, json.dumps(facts, indent=2))
         stopped.unlink(missing_ok=True)
     for T in thresholds:
         eval_dir = run_dir / eval_dir_name(T)
@@ -182,6 +191,9 @@ def run_one(
             result[f"seconds_{eval_dir.name}"] = time.perf_counter() - start
     if (spec.release or spec.role == "teacher") and not (run_dir / RELEASE_WEIGHTS).is_file():
         write_release_weights(run_dir)
+    if trained.is_file():  # this call's training, or an earlier one whose evaluation failed
+        result.update(json.loads(trained.read_text()))
+        trained.unlink()
     return result
 
 
@@ -553,6 +565,11 @@ def _main(job_file: str) -> None:
     """One run of a parallel plan, in its own process (see :func:`run_parallel`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     job = json.loads(Path(job_file).read_text())
+    # The training and evaluation code, imported now rather than when first called: code changed on
+    # disk during a run of hours cannot then meet, at its evaluation, the modules its training loaded.
+    import dfss.evaluate
+    import dfss.train  # noqa: F401
+
     fields = job["spec"]
     spec = RunSpec(**{**fields, "overrides": tuple(fields["overrides"])})
     with exit_on_user_error():
